@@ -1,0 +1,42 @@
+"""``ispad-bench`` command line. Each sub-command lives beside the code it drives.
+
+A module listed in ``COMMANDS`` exposes ``add_parser(subparsers)``, which registers its
+sub-command and sets ``func`` (called with the parsed namespace, returns the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = (
+    "ispad_bench.data.cli",  # data synth | check | download
+    "ispad_bench.sweep.cli",  # sweep, report
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ispad-bench", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real missing dependency, not a command still to be written
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and not getattr(args, "accepts_overrides", False):
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
