@@ -55,3 +55,62 @@ def synth_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("ispad-synth")
     generate(root, patches=20, seed=0)
     return root
+
+
+def write_tiny_tree(root, modalities=("LSM-1", "LSM-2", "ASM"), train=6, reduced=4, good=3, defects=None, stream=4):
+    """A minimal valid ISP-AD tree written with PIL/h5py (exact, known counts; independent of the generator).
+
+    LSM images carry their index in pixel (0, 0); ASM images have 8-px dark/bright left/right
+    borders so crops can be checked. Defect masks hold one 255 square.
+    """
+    from pathlib import Path
+
+    import h5py
+    import numpy as np
+    from PIL import Image
+
+    defects = defects or {"pinhole": 2, "squeegee_stroke": 1}
+    rng = np.random.default_rng(0)
+    root = Path(root)
+
+    def patch(mod, value):
+        img = rng.integers(60, 200, (256, 256), dtype=np.uint8)
+        img[0, 0] = value
+        if mod == "ASM":
+            img[:, :8], img[:, -8:] = 0, 255
+            return Image.fromarray(img, "L")
+        return Image.fromarray(np.stack([img, img // 2, img // 3], -1), "RGB")
+
+    for mod in modalities:
+        base = root / mod
+        for folder, n in (("train/good", train), ("train_reduced/good", reduced), ("test/good", good)):
+            (base / folder).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                patch(mod, i).save(base / folder / f"{i:03d}.png")
+        for defect, n in defects.items():
+            (base / "test" / defect).mkdir(parents=True, exist_ok=True)
+            (base / "ground_truth" / defect).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                patch(mod, 100 + i).save(base / "test" / defect / f"{i:03d}.png")
+                mask = np.zeros((256, 256), np.uint8)
+                mask[100 + i : 120 + i, 50:70] = 255
+                Image.fromarray(mask, "L").save(base / "ground_truth" / defect / f"{i:03d}_mask.png")
+        sup = base / "supervised"
+        for group in ("area", "points"):
+            (sup / "real_defects" / group).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (512, 512), dtype=np.uint8), "L").save(
+                sup / "real_defects" / group / f"{group}_000.png"
+            )
+        with h5py.File(sup / "stream.h5", "w") as f:
+            f["images"] = rng.integers(0, 255, (stream, 256, 256), dtype=np.uint8)
+            f["syn_stream"] = (np.arange(stream) % 2).astype(np.uint8)
+            masks = np.zeros((stream, 256, 256), np.uint8)
+            masks[1::2, 10:20, 10:20] = 255
+            f["ground_truth"] = masks
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory):
+    """``write_tiny_tree`` for all modalities, shared read-only by the session (copy it to break it)."""
+    return write_tiny_tree(tmp_path_factory.mktemp("ispad-tiny"))

@@ -5,7 +5,7 @@
     <root>/
       <modality>/                       LSM-1 | LSM-2 | ASM (any spelling Modality.parse accepts)
         train/good/*.png                full unsupervised training split (MVTec scheme)
-        train_reduced/good/*.png        the <=500-patch split the paper trained on (§3.3)
+        train_reduced/good/*.png        the <=500-patch split the paper trained on (§3.2.1, §4.3.6)
         test/good/*.png
         test/<defect>/*.png             <defect> maps to a group (area/points) via DEFECT_GROUPS
         ground_truth/<defect>/<stem>_mask.png
@@ -32,6 +32,8 @@ MASK_SUFFIX = "_mask"
 SUPERVISED_DIR = "supervised"
 REAL_DEFECTS_DIR = "real_defects"
 GROUPS = ("area", "points")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")  # files read as images
+REDUCED_MAX = 500  # §3.2.1: the reduced unsupervised training splits hold at most 500 patches
 
 # Defect folder -> defect group. The real test split uses the groups as folder names;
 # the generated dataset uses one folder per defect type, like MVTec.

@@ -77,7 +77,7 @@ class Modality(str, Enum):
 
     @property
     def channels(self) -> int:
-        """Channels of the unsupervised/test PNGs (§3.3). Supervised HDF5 patches are always 1."""
+        """Channels of the unsupervised/test PNGs (§3.2.2). Supervised HDF5 patches are always 1."""
         return 1 if self is Modality.ASM else 3
 
     @cached_property
@@ -117,5 +117,5 @@ class Modality(str, Enum):
         return 8 if self is Modality.ASM else 0
 
 
-PATCH_SIZE = 256  # unsupervised, test and supervised stream patches (§3.3)
-REAL_DEFECT_SIZE = 512  # real-defect patches, centre-cropped to 256 after augmentation (§3.2.4)
+PATCH_SIZE = 256  # unsupervised, test and supervised stream patches (§3.2.2)
+REAL_DEFECT_SIZE = 512  # real-defect patches, centre-cropped to 256 after augmentation (§3.2)

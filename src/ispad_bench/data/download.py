@@ -1,0 +1,219 @@
+"""``ispad-bench data download``: fetch ISP-AD from its Zenodo record (doi 10.5281/zenodo.14911043).
+
+Lists the record's files through the Zenodo API, downloads each into ``<root>/.download/`` with a
+progress bar, resumes partial downloads with HTTP Range requests, verifies md5 (one retry after a
+mismatch), extracts archives after checking every member (no absolute paths, no ``..``, no links
+leaving the root), and finally runs ``data check``. Only the standard library does the I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+CACHE_DIR = ".download"
+CHUNK = 1 << 20
+TIMEOUT_S = 60
+
+
+class DownloadError(RuntimeError):
+    """A download, checksum or extraction failed; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    key: str
+    size: int | None
+    md5: str | None
+    url: str
+
+
+def record_files(record: dict) -> list[RemoteFile]:
+    """Files of a Zenodo record JSON; handles the current (``links.content``) and legacy (``links.self``) shapes."""
+    files = record.get("files", [])
+    if isinstance(files, dict):  # InvenioRDM may nest them: {"entries": [...] | {name: {...}}}
+        files = files.get("entries", [])
+        files = list(files.values()) if isinstance(files, dict) else files
+    out = []
+    for entry in files:
+        key = entry.get("key") or entry.get("filename")
+        links = entry.get("links", {})
+        url = links.get("content") or links.get("download") or links.get("self")
+        if not key or not url:
+            raise DownloadError(f"record entry without a file name or download link: {entry}")
+        checksum = entry.get("checksum") or ""
+        md5 = checksum.split(":", 1)[1] if checksum.startswith("md5:") else (checksum or None)
+        size = entry.get("size", entry.get("filesize"))
+        out.append(RemoteFile(key, int(size) if size is not None else None, md5, url))
+    if not out:
+        raise DownloadError("the record lists no files")
+    return out
+
+
+def _safe_name(key: str) -> str:
+    parts = PurePosixPath(key).parts
+    if not parts or key.startswith(("/", "\\")) or ".." in parts or len(parts) != 1:
+        raise DownloadError(f"refusing record file name {key!r} (not a plain file name)")
+    return key
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch(remote: RemoteFile, part: Path, progress) -> None:
+    """Download ``remote`` into ``part``, continuing an existing partial file with a Range request."""
+    have = part.stat().st_size if part.exists() else 0
+    if remote.size is not None and have > remote.size:
+        part.unlink()
+        have = 0
+    if remote.size is not None and have == remote.size:
+        return
+    request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            if have and response.status != 206:  # server ignored the Range: start again
+                have = 0
+            total = remote.size or (have + int(response.headers.get("Content-Length", 0))) or None
+            task = progress.add_task(remote.key, total=total, completed=have)
+            with open(part, "ab" if have else "wb") as f:
+                while chunk := response.read(CHUNK):
+                    f.write(chunk)
+                    progress.advance(task, len(chunk))
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # range not satisfiable: the part is already complete
+            return
+        raise DownloadError(f"{remote.url}: HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, OSError) as err:
+        raise DownloadError(f"{remote.url}: {err} (run the command again to resume {part})") from err
+
+
+def download_file(remote: RemoteFile, cache: Path, progress) -> Path:
+    """Download and md5-verify one file into ``cache`` (resumed, one retry after a mismatch)."""
+    name = _safe_name(remote.key)
+    final, part = cache / name, cache / f"{name}.part"
+    if final.exists() and (remote.md5 is None or _md5(final) == remote.md5):
+        return final
+    for attempt in (1, 2):
+        _fetch(remote, part, progress)
+        got = _md5(part)
+        if remote.md5 is None or got == remote.md5:
+            os.replace(part, final)
+            return final
+        part.unlink()
+        if attempt == 2:
+            raise DownloadError(
+                f"{remote.key}: md5 mismatch after retry (expected {remote.md5}, got {got}); "
+                "the partial file was deleted"
+            )
+        progress.console.print(f"{remote.key}: md5 mismatch (expected {remote.md5}, got {got}); downloading again")
+    raise AssertionError("unreachable")
+
+
+def _inside(root: Path, target: Path) -> bool:
+    root, target = os.path.realpath(root), os.path.realpath(target)
+    return target == root or target.startswith(root + os.sep)
+
+
+def _check_member(name: str, dest: Path, link: str | None = None, hard: bool = False) -> str | None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or name.startswith(("/", "\\")) or (path.parts and ":" in path.parts[0]):
+        return f"{name}: absolute path"
+    if ".." in path.parts:
+        return f"{name}: '..' component"
+    if link is not None:
+        base = dest if hard else dest / path.parent
+        if PurePosixPath(link).is_absolute() or not _inside(dest, base / link):
+            return f"{name}: link to {link} points outside the extraction folder"
+    return None
+
+
+def _is_zip_symlink(info: zipfile.ZipInfo) -> bool:
+    return (info.external_attr >> 16) & 0o170000 == 0o120000
+
+
+def extract(archive: Path, dest: Path) -> None:
+    """Extract a zip or tar archive into ``dest`` after validating every member (all or nothing)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            problems = [
+                _check_member(i.filename, dest, zf.read(i).decode(errors="replace") if _is_zip_symlink(i) else None)
+                for i in zf.infolist()
+            ]
+            if bad := [p for p in problems if p]:
+                raise DownloadError(f"{archive.name}: unsafe archive, nothing extracted: " + "; ".join(bad))
+            zf.extractall(dest)  # zipfile writes links as plain files, never follows them
+        return
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            bad = []
+            for m in members:
+                if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+                    bad.append(f"{m.name}: special file (device/fifo)")
+                    continue
+                problem = _check_member(m.name, dest, m.linkname if (m.issym() or m.islnk()) else None, m.islnk())
+                if problem:
+                    bad.append(problem)
+            if bad:
+                raise DownloadError(f"{archive.name}: unsafe archive, nothing extracted: " + "; ".join(bad))
+            tf.extractall(dest, filter="data")  # the stdlib's own guard as a second layer
+        return
+    raise DownloadError(f"{archive}: not a zip or tar archive")
+
+
+def _is_archive(path: Path) -> bool:
+    return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
+
+
+def fetch_record(api_url: str, record: str) -> dict:
+    url = f"{api_url.rstrip('/')}/{record}"
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            return json.load(response)
+    except (urllib.error.URLError, OSError, json.JSONDecodeError) as err:
+        raise DownloadError(f"cannot read the record {url}: {err}") from err
+
+
+def main_download(root: str | Path, record: str = "14911043", api_url: str = "https://zenodo.org/api/records") -> int:
+    """Download, verify and extract every file of the record into ``root``, then check it; exit code."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from ispad_bench.data.check import main_check
+
+    root = Path(root)
+    cache = root / CACHE_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    try:
+        files = record_files(fetch_record(api_url, record))
+        with Progress(*columns) as progress:
+            for remote in files:
+                done = cache / f"{_safe_name(remote.key)}.done"  # finished on an earlier run
+                if done.exists() and done.read_text() == (remote.md5 or ""):
+                    continue
+                path = download_file(remote, cache, progress)
+                if _is_archive(path):
+                    progress.console.print(f"extracting {path.name}")
+                    extract(path, root)
+                    path.unlink()  # the archives are large; the .done marker remembers this one
+                else:
+                    os.replace(path, root / path.name)
+                done.write_text(remote.md5 or "")
+    except DownloadError as err:
+        print(f"error: {err}")
+        return 1
+    return main_check(root)
