@@ -6,6 +6,8 @@ from ispad_bench.data.modality import Modality
 _LAZY = {  # heavy (anomalib/torch) imports, loaded on first use
     "ISPAD": "ispad_bench.data.datamodule",
     "ISPADSupervised": "ispad_bench.data.supervised",
+    "synthesize_defect": "ispad_bench.data.defects",
+    "generate": "ispad_bench.data.synth",
 }
 
 
@@ -17,4 +19,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ispad_bench.data' has no attribute {name!r}")
 
 
-__all__ = ["DEFECT_GROUPS", "ISPAD", "ISPADSupervised", "Modality", "defect_group", "modality_dir"]
+__all__ = ["DEFECT_GROUPS", "ISPAD", "ISPADSupervised", "Modality", "defect_group", "generate", "modality_dir", "synthesize_defect"]

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
 def _synth(args: argparse.Namespace) -> int:
     from ispad_bench.data.synth import generate
 
-    generate(args.root, patches=args.patches, seed=args.seed, modalities=args.modalities)
+    try:
+        generate(
+            args.root, patches=args.patches, seed=args.seed, modalities=args.modalities,
+            stream_patches=args.stream_patches, real_defects=args.real_defects, overwrite=args.overwrite, workers=args.workers,
+        )
+    except (FileExistsError, ValueError) as err:  # existing data, bad sizes: one line, no traceback
+        print(f"ispad-bench data synth: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -31,9 +39,13 @@ def add_parser(subparsers) -> None:
 
     synth = sub.add_parser("synth", help="write a generated ISP-AD-like dataset (all parts, same layout)")
     synth.add_argument("--root", type=Path, required=True)
-    synth.add_argument("--patches", type=int, default=200, help="patches per modality (see README)")
+    synth.add_argument("--patches", type=int, default=200, help="test patches per modality; train/stream sizes derive from it (docs/synth.md)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--modalities", nargs="+", default=None, help="default: all three")
+    synth.add_argument("--stream-patches", type=int, default=None, help="supervised stream size (default 4 x patches)")
+    synth.add_argument("--real-defects", type=int, default=None, help="real-defect patches per group (default: Table 7 scaled, >= 4)")
+    synth.add_argument("--overwrite", action="store_true", help="replace modality folders that already exist")
+    synth.add_argument("--workers", type=int, default=None, help="render threads (default: up to 2)")
     synth.set_defaults(func=_synth)
 
     check = sub.add_parser("check", help="validate a dataset root; exit 1 listing every problem")
