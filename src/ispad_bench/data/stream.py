@@ -1,0 +1,338 @@
+"""Lazy, chunk-aware, seeded reading of the supervised HDF5 stream, with real-defect injection.
+
+Order (deterministic for ``seed``): training is an endless sequence of *passes* over the stream.
+Pass ``p`` permutes the stream's *blocks* (``block`` contiguous patches, aligned to the HDF5
+chunk rows, so every read is whole chunks) and concatenates them; this sequence is cut into
+*windows* of ``window`` patches (the shuffle buffer); a window is read as a few contiguous runs,
+shuffled, and cut into batches. Batch ``i`` of window ``j`` of pass ``p`` is a pure function of
+``(seed, p, j, i)``: its patches, the injection draws, the real defects chosen and their
+augmentation parameters.
+
+Shuffle quality trade-off: a batch draws ``batch_size`` patches from ``window / block`` random
+blocks spread over the whole file, so on average ``batch_size * block / window`` patches of a
+batch share a block (1 for batch 32, block 64, window 2048); neighbours in
+the file (often patches of the same source image) therefore land in the same *window* but rarely
+in the same batch. A larger window mixes better but costs memory (one uint8 window per worker).
+
+Workers: each DataLoader worker opens its own h5py handle lazily (h5py handles must not cross a
+fork) and caches the windows it is reading. :class:`StreamSampler` deals whole windows to
+workers so each window is read once; the *set* of batches of an epoch does not depend on
+``num_workers``, the order in which they arrive does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler, get_worker_info
+
+from ispad_bench.data.augment import AFFINE_P, BLUR_KERNEL, BLUR_SIGMA, AugmentParams, augment, preprocess, sample_params
+from ispad_bench.data.hdf5 import StreamLayout
+from ispad_bench.data.modality import PATCH_SIZE, Modality
+
+
+def _seed(*keys: int) -> int:
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+def read_sorted(ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
+    """``ds[idx]`` for sorted unique indices, as one ``read_direct`` per contiguous run (no fancy indexing)."""
+    out = np.empty((len(idx), *ds.shape[1:]), dtype=ds.dtype)
+    if len(idx) == 0:
+        return out
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(idx)]])
+    for a, b in zip(starts, stops):
+        ds.read_direct(out, np.s_[idx[a] : idx[a] + (b - a)], np.s_[a:b])
+    return out
+
+
+def block_length(chunks: tuple[int, ...] | None, minimum: int = 32) -> int:
+    """Patches per read block: a whole number of HDF5 chunk rows, at least ``minimum`` (64 if unchunked)."""
+    if not chunks:
+        return 64
+    rows = max(1, chunks[0])
+    return rows * -(-minimum // rows)
+
+
+@dataclass
+class StreamConfig:
+    """What a worker needs to rebuild batches (picklable; no open handles)."""
+
+    layout: StreamLayout
+    modality: Modality
+    train_blocks: np.ndarray  # block ids used for training (held-out blocks removed)
+    block: int
+    window: int
+    batch_size: int
+    seed: int
+    injection_p: float
+    stream_augmentation: bool
+    affine_p: float
+    read_masks: bool
+    augment_in_worker: bool
+
+
+class _Handle:
+    """A per-process h5py handle, reopened after fork."""
+
+    def __init__(self, layout: StreamLayout):
+        self.layout, self._pid, self._file = layout, None, None
+
+    def get(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid = h5py.File(self.layout.path, "r"), os.getpid()
+        return self._file
+
+    def __getstate__(self):
+        return {"layout": self.layout, "_pid": None, "_file": None}
+
+
+class StreamBatches(Dataset):
+    """Map-style dataset whose item ``(p, j, i)`` is one complete training batch (a dict).
+
+    ``real`` is the selected real-defect pool as a uint8 tensor (M, 1, 512, 512), ``real_ids``
+    their names; with an empty pool no patch is replaced.
+    """
+
+    def __init__(self, cfg: StreamConfig, labels: np.ndarray, real: torch.Tensor, real_ids: list[str]):
+        self.cfg, self.labels, self.real, self.real_ids = cfg, labels, real, real_ids
+        self.task = "segmentation" if cfg.read_masks else "classification"
+        self.augmentations = None  # set by AnomalibDataModule; the stream has its own pipeline
+        self._handle = _Handle(cfg.layout)
+        self._cache: dict[tuple[int, int], tuple] = {}
+        n_items = len(cfg.train_blocks) * cfg.block
+        last = cfg.layout.length % cfg.block
+        if last and (cfg.layout.length - 1) // cfg.block in set(cfg.train_blocks.tolist()):
+            n_items -= cfg.block - last  # the file's last block is short
+        self.items_per_pass = n_items
+        self.windows_per_pass = -(-n_items // cfg.window)
+        full = cfg.window // cfg.batch_size
+        tail = (n_items - (self.windows_per_pass - 1) * cfg.window) // cfg.batch_size
+        self.window_batches = [full] * (self.windows_per_pass - 1) + [tail]
+        self.batches_per_pass = sum(self.window_batches)
+        if self.batches_per_pass == 0:
+            raise ValueError(
+                f"{cfg.layout.path}: {n_items} training patches do not fill one batch of {cfg.batch_size}"
+            )
+
+    # -- order -------------------------------------------------------------------------------
+    def pass_sequence(self, p: int) -> np.ndarray:
+        """All training indices of pass ``p`` in block-permuted order."""
+        cfg = self.cfg
+        blocks = np.random.default_rng(_seed(cfg.seed, p, 0)).permutation(cfg.train_blocks)
+        starts = blocks * cfg.block
+        seq = (starts[:, None] + np.arange(cfg.block)[None, :]).ravel()
+        return seq[seq < cfg.layout.length]
+
+    def locate(self, g: int) -> tuple[int, int, int]:
+        """Global batch number -> (pass, window, batch within window)."""
+        p, r = divmod(g, self.batches_per_pass)
+        full = self.window_batches[0]
+        j = min(r // full, self.windows_per_pass - 1) if full else self.windows_per_pass - 1
+        return p, j, r - j * full
+
+    def _window(self, p: int, j: int) -> tuple:
+        key = (p, j)
+        if key not in self._cache:
+            cfg = self.cfg
+            items = self.pass_sequence(p)[j * cfg.window : (j + 1) * cfg.window]
+            order = np.sort(items)
+            f = self._handle.get()
+            images = read_sorted(f[cfg.layout.images_key], order).reshape(len(order), 1, PATCH_SIZE, PATCH_SIZE)
+            masks = None
+            if cfg.read_masks:
+                masks = read_sorted(f[cfg.layout.masks_key], order).reshape(len(order), PATCH_SIZE, PATCH_SIZE)
+            shuffled = np.random.default_rng(_seed(cfg.seed, p, j, 1)).permutation(items)
+            rows = np.searchsorted(order, shuffled)
+            if len(self._cache) >= 2:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = (shuffled, rows, images, masks)
+        return self._cache[key]
+
+    # -- one batch -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.batches_per_pass
+
+    def __getitem__(self, key: tuple[int, int, int] | int) -> dict:
+        cfg = self.cfg
+        p, j, i = self.locate(key) if isinstance(key, (int, np.integer)) else key
+        shuffled, rows, images, masks = self._window(p, j)
+        sel = slice(i * cfg.batch_size, (i + 1) * cfg.batch_size)
+        idx, r = shuffled[sel], rows[sel]
+        gen = torch.Generator().manual_seed(_seed(cfg.seed, p, j, i, 2))
+        n = len(idx)
+        inject = torch.rand(n, generator=gen) < cfg.injection_p
+        if len(self.real) == 0:
+            inject[:] = False
+        positions = torch.nonzero(inject).flatten()
+        choice = torch.randint(max(len(self.real), 1), (len(positions),), generator=gen)
+        aug = cfg.modality.augmentation
+        real_params = sample_params(len(positions), aug, gen, cfg.affine_p)
+        stream_params = sample_params(n, aug, gen, cfg.affine_p) if cfg.stream_augmentation else None
+        sources = [f"stream:{k}" for k in idx.tolist()]
+        for pos, c in zip(positions.tolist(), choice.tolist()):
+            sources[pos] = f"real:{self.real_ids[c]}"
+        raw = {
+            "stream": torch.from_numpy(images[r]),
+            "mask": torch.from_numpy(masks[r]) if masks is not None else None,
+            "label": torch.from_numpy(self.labels[idx].astype(np.bool_)),
+            "real": self.real[choice] if len(positions) else torch.zeros(0, 1, 1, 1, dtype=torch.uint8),
+            "positions": positions,
+            "real_params": real_params,
+            "stream_params": stream_params,
+            "source": sources,
+            "brightness_factor": cfg.modality.brightness_factor,
+        }
+        return finish_batch(raw) if cfg.augment_in_worker else raw
+
+
+def finish_batch(raw: dict) -> dict:
+    """Augment, inject and preprocess a raw batch from :class:`StreamBatches` (on the tensors' device).
+
+    Returns ``image`` float (n, 1, 256, 256), ``gt_label`` bool (n,), ``gt_mask`` bool (n, 256, 256)
+    or None, ``injected`` bool (n,), ``source`` (``stream:<index>`` / ``real:<group>/<id>``).
+    Injected real defects carry no pixel annotation (§3.2: weak labels); their mask is all False.
+    """
+    if "image" in raw:  # already finished in the worker
+        return raw
+    x = raw["stream"]
+    bf = raw["brightness_factor"]
+    mask = raw["mask"]
+    if mask is not None:
+        mask = mask > 127
+    label = raw["label"].clone()
+    positions = raw["positions"].to(x.device)
+    real = None
+    if len(positions):
+        real = augment(raw["real"].to(x.device).float().div_(255), raw["real_params"], out_size=x.shape[-1])
+        label[positions] = True
+        if mask is not None:
+            mask[positions] = False
+    injected = torch.zeros_like(label)
+    injected[positions] = True
+    if raw["stream_params"] is None and x.device.type == "cpu":
+        image = _preprocess_cpu(x, bf, positions, real)
+    else:
+        x = x.float().div_(255)
+        if raw["stream_params"] is not None:
+            x = augment(x, raw["stream_params"])
+            if mask is not None:
+                mask = _geometric_mask(mask, raw["stream_params"])
+        if real is not None:
+            x[positions] = real
+        image = preprocess(x, bf)
+    return {"image": image, "gt_label": label, "gt_mask": mask, "injected": injected, "source": raw["source"]}
+
+
+_KERNEL = cv2.getGaussianKernel(BLUR_KERNEL, BLUR_SIGMA, cv2.CV_64F).ravel()
+
+
+def _preprocess_cpu(stream: torch.Tensor, bf: float, positions: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    """§4.2 preprocessing of uint8 stream patches, one patch at a time (cache-friendly, ~4x faster
+    than whole-batch tensor ops): conversion, brightness and clipping through a lookup table, then
+    the same 3x3 Gaussian as :func:`gaussian_blur` (for ``bf == 1`` conversion and blur are one
+    ``sepFilter2D``). Output lands in shared memory when called in a DataLoader worker."""
+    n, _, h, w = stream.shape
+    out = torch.empty(n, 1, h, w)
+    if get_worker_info() is not None:
+        out.share_memory_()  # the worker's result then crosses to the main process without a copy
+    o, u = out.numpy(), stream.numpy()
+    lut = np.minimum(np.arange(256, dtype=np.float32) * np.float32(bf / 255), 1).astype(np.float32)
+    replaced = dict(zip(positions.tolist(), range(len(positions))))
+    if real is not None:
+        real = preprocess(real, bf).numpy()
+    for i in range(n):
+        if i in replaced:
+            o[i, 0] = real[replaced[i], 0]
+        elif bf == 1:
+            cv2.sepFilter2D(u[i, 0], cv2.CV_32F, _KERNEL / 255, _KERNEL, dst=o[i, 0], borderType=cv2.BORDER_REFLECT_101)
+        else:
+            cv2.sepFilter2D(np.take(lut, u[i, 0]), cv2.CV_32F, _KERNEL, _KERNEL, dst=o[i, 0],
+                            borderType=cv2.BORDER_REFLECT_101)
+    return out
+
+
+def _geometric_mask(mask: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    from ispad_bench.data.augment import geometric
+
+    return geometric(mask[:, None].float(), params, mode="nearest")[:, 0] > 0.5
+
+
+class StreamSampler(Sampler):
+    """Yields the ``(pass, window, batch)`` keys of one epoch; Lightning calls :meth:`set_epoch`.
+
+    Epoch ``e`` covers global batches ``[e*S, (e+1)*S)`` with ``S = steps_per_epoch`` (default: one
+    pass). Windows are dealt round-robin to ``lanes`` (= DataLoader workers) and the lanes
+    interleaved, so worker ``w`` receives every batch of its windows (each window is read once).
+    """
+
+    def __init__(self, data: StreamBatches, steps_per_epoch: int | None, lanes: int):
+        self.data, self.lanes = data, max(1, lanes)
+        self.steps = steps_per_epoch or data.batches_per_pass
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        windows: dict[tuple[int, int], list] = {}
+        for g in range(self.epoch * self.steps, (self.epoch + 1) * self.steps):
+            p, j, i = self.data.locate(g)
+            windows.setdefault((p, j), []).append((p, j, i))
+        lanes: list[list] = [[] for _ in range(self.lanes)]
+        for k, tasks in enumerate(windows.values()):
+            lanes[k % self.lanes].extend(tasks)
+        for q in range(max(map(len, lanes))):
+            for lane in lanes:
+                if q < len(lane):
+                    yield lane[q]
+
+
+class HeldOutStream(Dataset):
+    """Validation batches from held-out stream blocks: no augmentation, no injection, preprocessing only."""
+
+    def __init__(self, layout: StreamLayout, modality: Modality, indices: np.ndarray, labels: np.ndarray,
+                 batch_size: int, read_masks: bool):
+        self.layout, self.modality, self.indices, self.labels = layout, modality, np.sort(indices), labels
+        self.batch_size, self.read_masks = batch_size, read_masks
+        self.task = "segmentation" if read_masks else "classification"
+        self.augmentations = None
+        self._handle = _Handle(layout)
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def __getitem__(self, k: int) -> dict:
+        idx = self.indices[k * self.batch_size : (k + 1) * self.batch_size]
+        f = self._handle.get()
+        x = torch.from_numpy(read_sorted(f[self.layout.images_key], idx)).view(len(idx), 1, PATCH_SIZE, PATCH_SIZE)
+        mask = None
+        if self.read_masks:
+            mask = torch.from_numpy(read_sorted(f[self.layout.masks_key], idx)).view(len(idx), PATCH_SIZE, PATCH_SIZE) > 127
+        label = torch.from_numpy(self.labels[idx].astype(np.bool_))
+        return {
+            "image": preprocess(x.float().div_(255), self.modality.brightness_factor),
+            "gt_label": label,
+            "gt_mask": mask,
+            "injected": torch.zeros_like(label),
+            "source": [f"stream:{i}" for i in idx.tolist()],
+        }
+
+
+def keep_batch(batch):
+    """DataLoader ``collate_fn`` for datasets whose items are whole batches."""
+    return batch
+
+
+__all__ = ["AFFINE_P", "HeldOutStream", "StreamBatches", "StreamConfig", "StreamSampler", "finish_batch",
+           "keep_batch", "read_sorted"]
