@@ -19,6 +19,23 @@ class MissingWeightsError(FileNotFoundError):
     """Pretrained weights are neither cached nor downloadable."""
 
 
+class RaiseMissingWeightsAtSetup:
+    """Mixin for an ``AnomalibModule`` built with random weights because its files were missing.
+
+    ``anomalib train --config`` builds the model while parsing the YAML, and jsonargparse would bury an
+    error raised there in a long "does not validate" message. So the model is built (no download,
+    random weights), keeps the error in ``missing_weights``, and raises it when the engine calls
+    ``setup`` — before any training or testing step.
+    """
+
+    missing_weights: MissingWeightsError | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.missing_weights is not None:
+            raise self.missing_weights
+        super().setup(stage)  # type: ignore[misc]
+
+
 def _hint(what: str, where: Path | str, source: str) -> str:
     return (
         f"pretrained weights for {what} are not available offline: expected {where} "
