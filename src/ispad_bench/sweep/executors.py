@@ -1,0 +1,293 @@
+"""Where jobs run: one at a time here, one per GPU here (``--devices``), or as Ray tasks.
+
+Every job is a child process ``python -m ispad_bench.sweep.job job.json``: a crash, an OOM kill
+or a leak stays inside it and its memory is returned when it exits. Locally the child is bound
+to the sweep with ``PR_SET_PDEATHSIG``, so killing the sweep (even with SIGKILL) kills the job
+too and nothing keeps running (or writing) behind a resumed sweep.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Task:
+    """A prepared attempt of one job: its spec file (written by the runner) and log file."""
+
+    index: int
+    spec: dict
+    spec_path: Path
+    log_path: Path
+    label: str
+
+
+@dataclass
+class Outcome:
+    returncode: int | None  # None: killed by the timeout
+    record_text: str | None = None  # returned by remote executors, written by the runner
+    device: str | None = None
+
+
+def _bind_to_parent(parent_pid: int) -> Callable[[], None]:
+    def preexec() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:  # not Linux: the child may outlive a killed sweep; the job lock still serialises
+            pass
+        if os.getppid() != parent_pid:  # the sweep died between fork and prctl
+            os._exit(1)
+
+    return preexec
+
+
+_FORK_CONTEXT = None
+# Imported once by the fork server (anomalib.cli pulls in every Anomalib model and Lightning).
+PRELOAD = ("torch", "lightning", "anomalib.cli", "ispad_bench.sweep.job", "ispad_bench.sweep.callbacks",
+           "ispad_bench.sweep.grid", "ispad_bench.data", "ispad_bench.sweep.forkserver_exit")
+
+
+def _fork_context():
+    """A forkserver that has imported torch/Lightning/Anomalib once: each job forks from it.
+
+    A fresh interpreter pays 10-30 s of imports per job (more than a smoke job's compute); a fork
+    of the preloaded server pays none and is still a separate process, freed when the job exits.
+    The server imports nothing that initialises CUDA, so each job can still pick its GPU.
+    """
+    global _FORK_CONTEXT
+    if _FORK_CONTEXT is None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(PRELOAD))
+        _FORK_CONTEXT = ctx
+    return _FORK_CONTEXT
+
+
+def _forked_job(spec_path: str, log_path: str, env: dict[str, str], server_pid: int) -> None:
+    """Body of a forked job: bind to the server's life, send output to the log, run the job."""
+    from multiprocessing import forkserver
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+    # multiprocessing hands every forked child the write end of the server's "alive" pipe, so the
+    # server only exits once the sweep AND all jobs are gone: a job would outlive a killed sweep.
+    # Dropping it here lets the server exit with the sweep, and PDEATHSIG then ends this job.
+    alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)  # noqa: SLF001
+    if alive is not None:
+        os.close(alive)
+        forkserver._forkserver._forkserver_alive_fd = None  # noqa: SLF001
+    if os.getppid() != server_pid:  # the server (and so the sweep) died before prctl took effect
+        os._exit(1)
+    os.environ.update(env)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    from ispad_bench.sweep import job
+
+    code = job.run(Path(spec_path))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def launcher() -> str:
+    """``fork`` (forkserver, Linux default) or ``process`` (a new interpreter per job); env
+    ``ISPAD_SWEEP_LAUNCHER`` chooses."""
+    choice = os.environ.get("ISPAD_SWEEP_LAUNCHER", "fork" if sys.platform == "linux" else "process")
+    if choice not in ("fork", "process"):
+        raise ValueError(f"ISPAD_SWEEP_LAUNCHER must be 'fork' or 'process', got {choice!r}")
+    return choice
+
+
+def launch(spec_path: Path, log_path: Path, env: dict[str, str] | None = None, timeout: float | None = None) -> int | None:
+    """Run one job process to the end; its stdout/stderr go to ``log_path``. ``None`` = timed out."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if launcher() == "fork":
+        return _launch_forked(spec_path, log_path, env or {}, timeout)
+    cmd = [sys.executable, "-m", "ispad_bench.sweep.job", str(spec_path)]
+    full_env = {**os.environ, **(env or {})}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, preexec_fn=_bind_to_parent(os.getpid())
+        )
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
+        except BaseException:  # Ctrl-C / sweep error: never leave the job running
+            proc.kill()
+            proc.wait()
+            raise
+
+
+def _launch_forked(spec_path: Path, log_path: Path, env: dict[str, str], timeout: float | None) -> int | None:
+    from multiprocessing import forkserver
+
+    ctx = _fork_context()
+    forkserver.ensure_running()
+    server_pid = forkserver._forkserver._forkserver_pid  # noqa: SLF001 (the job binds its life to it)
+    proc = ctx.Process(target=_forked_job, args=(str(spec_path), str(log_path), env, server_pid), daemon=False)
+    proc.start()
+    try:
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            return None
+        return proc.exitcode
+    except BaseException:
+        proc.kill()
+        proc.join()
+        raise
+
+
+class LocalExecutor:
+    """Sequential jobs on this machine (CPU, or whatever single device the trainer picks)."""
+
+    name = "local"
+
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = timeout
+
+    @property
+    def parallelism(self) -> int:
+        return 1
+
+    def run(self, tasks: Sequence[Task], on_start, on_done) -> None:
+        for task in tasks:
+            on_start(task, None)
+            on_done(task, Outcome(launch(task.spec_path, task.log_path, timeout=self.timeout)))
+
+
+class DevicesExecutor:
+    """One job per listed GPU at a time, each job pinned with ``CUDA_VISIBLE_DEVICES``."""
+
+    name = "devices"
+
+    def __init__(self, devices: Sequence[str], timeout: float | None = None) -> None:
+        if not devices:
+            raise ValueError("DevicesExecutor needs at least one device id")
+        self.devices = list(devices)
+        self.timeout = timeout
+
+    @property
+    def parallelism(self) -> int:
+        return len(self.devices)
+
+    def run(self, tasks: Sequence[Task], on_start, on_done) -> None:
+        todo: queue.Queue[Task] = queue.Queue()
+        for task in tasks:
+            todo.put(task)
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def worker(device: str) -> None:
+            while not errors:
+                try:
+                    task = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    with lock:
+                        on_start(task, device)
+                    rc = launch(task.spec_path, task.log_path, {"CUDA_VISIBLE_DEVICES": device}, self.timeout)
+                    with lock:
+                        on_done(task, Outcome(rc, device=device))
+                except BaseException as err:  # noqa: BLE001 (re-raised in the main thread)
+                    errors.append(err)
+                    return
+
+        threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in self.devices]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+
+def _ray_task(spec: dict, spec_text: str, timeout: float | None) -> tuple[int | None, str | None, str]:
+    """Body of a Ray task: write the spec where the job expects it, run the job, return its record."""
+    from ispad_bench.sweep import records
+
+    job_dir = Path(spec["job_dir"])
+    spec_path = job_dir / records.SPEC
+    records.atomic_write_bytes(spec_path, spec_text.encode())
+    rc = launch(spec_path, job_dir / records.LOG, timeout=timeout)
+    record = job_dir / records.RECORD
+    return rc, (record.read_text() if record.is_file() else None), os.uname().nodename
+
+
+class RayExecutor:
+    """Each job a Ray task on an existing cluster (``address``; default: start/join a local one).
+
+    A task asks for ``num_gpus`` GPUs (Ray then sets ``CUDA_VISIBLE_DEVICES``) or, without GPUs,
+    ``num_cpus`` CPUs. The job writes into the sweep folder, which must be on a filesystem the
+    workers share for the artifacts (maps, checkpoints); the record itself also travels back as
+    the task's return value and is written by the driver.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, num_gpus: float = 0, num_cpus: float = 1, timeout: float | None = None
+    ) -> None:
+        try:
+            import ray
+        except ImportError as err:
+            raise RuntimeError("--executor ray needs Ray: pip install 'ispad-bench[ray]'") from err
+        self.ray = ray
+        self.address, self.num_gpus, self.num_cpus, self.timeout = address, num_gpus, num_cpus, timeout
+
+    @property
+    def parallelism(self) -> int:
+        ray = self.ray
+        if not ray.is_initialized():
+            return 1
+        res = ray.cluster_resources()
+        if self.num_gpus:
+            return max(1, int(res.get("GPU", 0) // self.num_gpus))
+        return max(1, int(res.get("CPU", 1) // max(self.num_cpus, 1e-9)))
+
+    def run(self, tasks: Sequence[Task], on_start, on_done) -> None:
+        import json
+
+        ray = self.ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"address": self.address} if self.address else {}
+            # the package is importable on the workers: same venv locally; on a cluster, install it there
+            ray.init(**kwargs, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus, max_retries=0)(_ray_task)
+        pending = {}
+        for task in tasks:
+            on_start(task, "ray")
+            ref = remote.remote(task.spec, json.dumps(task.spec), self.timeout)
+            pending[ref] = task
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                try:
+                    rc, record_text, node = ray.get(ref)
+                except Exception as err:  # noqa: BLE001 (worker died: the runner writes a failure record)
+                    on_done(task, Outcome(-1, device=f"ray: {type(err).__name__}: {err}"))
+                    continue
+                on_done(task, Outcome(rc, record_text, device=f"ray:{node}"))

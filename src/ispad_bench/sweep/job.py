@@ -1,0 +1,184 @@
+"""One sweep job, in its own process: ``python -m ispad_bench.sweep.job <job_dir>/job.json``.
+
+Builds model, datamodule and trainer exactly as ``anomalib train --config`` would (same parser),
+seeds everything, runs ``Engine.fit`` then ``Engine.test`` with the config's evaluator, and writes
+``record.json`` (metrics, timings, provenance) plus ``predictions.npz`` (per-image scores and a few
+anomaly maps). Any exception ends in a failure record with the traceback; exit code 0 = success.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ispad_bench.sweep import records
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _error_kind(err: BaseException) -> str:
+    name = type(err).__name__
+    text = str(err).lower()
+    if "OutOfMemory" in name or isinstance(err, MemoryError) or "out of memory" in text or "can't allocate memory" in text:
+        return "oom"
+    if isinstance(err, FloatingPointError):
+        return "nan"
+    return "exception"
+
+
+def _real_defects(datamodule) -> Any:
+    """The real defects a supervised datamodule injected (ids, count, fraction), if it records them."""
+    record = getattr(datamodule, "real_defect_record", None)
+    if callable(record):
+        return record()
+    for name in ("real_defects_used", "real_defect_ids", "real_defects"):
+        value = getattr(datamodule, name, None)
+        if value is not None and not callable(value):
+            return value
+    return None
+
+
+def _to_dict(ns) -> dict:
+    return {k: ns[k] for k in ns.keys()} if hasattr(ns, "keys") else dict(ns)
+
+
+def execute(spec: dict, state: dict) -> dict:
+    """Fit and test one job; returns the record fields of a successful run."""
+    import lightning
+    import numpy as np
+    from anomalib.engine import Engine
+    from anomalib.utils.config import update_config
+
+    from ispad_bench.sweep import grid
+    from ispad_bench.sweep.callbacks import FiniteLossGuard, PredictionCollector, TestTimer
+
+    job_dir = Path(spec["job_dir"])
+    state["phase"] = "setup"
+    lightning.seed_everything(spec["seed"], workers=True)
+    cfg = grid.parse(spec["config_file"], [*spec["args"], f"--default_root_dir={job_dir / 'anomalib'}"])
+    config = grid.config_dict(cfg)
+    key = grid.job_key(spec["method"], spec["modality"], spec["seed"], grid.Row.parse(spec["row"]) if spec["row"] else None, config)
+    parser = grid.train_parser()
+    init = parser.instantiate_classes(update_config(cfg))
+    model, datamodule = init.model, init.data
+    trainer_kwargs = _to_dict(init.trainer)
+    user_callbacks = trainer_kwargs.pop("callbacks", None) or []
+    if not isinstance(user_callbacks, list):
+        user_callbacks = [user_callbacks]
+    timer, collector = TestTimer(), PredictionCollector(spec.get("maps_per_group", 2))
+    engine = Engine(callbacks=[*user_callbacks, FiniteLossGuard(), timer, collector], **trainer_kwargs)
+
+    state["phase"] = "fit"
+    t0, c0 = time.perf_counter(), time.process_time()  # CPU seconds: this process, all its threads
+    engine.fit(model, datamodule=datamodule)
+    train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+
+    state["phase"] = "test"
+    c0 = time.process_time()
+    ckpt = None
+    checkpoint = engine.checkpoint_callback
+    if checkpoint is not None and getattr(checkpoint, "monitor", None) and checkpoint.best_model_path:
+        ckpt = checkpoint.best_model_path  # a config that monitors a metric keeps its best model
+    results = engine.test(model, datamodule=datamodule, ckpt_path=ckpt)
+    test_cpu_s = time.process_time() - c0
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    exact = getattr(getattr(model, "evaluator", None), "results", None)
+    if exact:  # ISPADEvaluator: the same numbers it logged, before Lightning's float32 logging
+        from ispad_bench.metrics.anomalib import DISPLAY_NAMES
+
+        metrics.update({DISPLAY_NAMES.get(k, k): float(v) for k, v in exact.items()})
+
+    arrays = collector.arrays()
+    if len(arrays["scores"]) and not np.isfinite(arrays["scores"]).all():
+        raise FloatingPointError(f"{int((~np.isfinite(arrays['scores'])).sum())} non-finite test image scores")
+    records.write_npz(job_dir / records.PREDICTIONS, **arrays)
+    return {
+        "key_in_job": key,
+        "config": config,
+        "metrics": metrics,
+        "checks": _checks(metrics, arrays),
+        "timing": {"train_s": train_s, "train_cpu_s": train_cpu_s, "test_cpu_s": test_cpu_s, **timer.summary()},
+        "tested_checkpoint": ckpt,
+        "real_defects": _real_defects(datamodule),
+        "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": "anomalib"},
+    }
+
+
+def _checks(metrics: dict, arrays: dict) -> dict:
+    """Image AUROC recomputed from the stored raw scores next to the one the evaluator logged."""
+    out: dict[str, Any] = {"n_images": len(arrays["scores"])}
+    try:
+        from ispad_bench.metrics import evaluate
+
+        ours = evaluate(arrays["scores"], arrays["labels"])
+    except Exception as err:  # noqa: BLE001 (a check must never fail the job)
+        return {**out, "error": f"{type(err).__name__}: {err}"}
+    for name, logged in (("image_auroc", "image_AUROC"), ("mcc", "MCC")):
+        if name in ours and logged in metrics:
+            out[f"{name}_from_scores"] = float(ours[name])
+            out[f"{name}_matches"] = abs(float(ours[name]) - metrics[logged]) < 1e-9
+    return out
+
+
+def run(spec_path: Path) -> int:
+    """Run the job described by ``spec_path``; always leaves a record for this attempt."""
+    spec = records.read_json(spec_path)
+    if spec is None:
+        print(f"cannot read job spec {spec_path}", file=sys.stderr)
+        return 2
+    job_dir = Path(spec["job_dir"])
+    job_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(job_dir / ".lock", "a")  # noqa: SIM115 (held for the process lifetime)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # wait for a stray earlier attempt, if any, to end
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")  # who runs this job (for operators and the kill tests)
+    lock.flush()
+    base = {k: spec[k] for k in ("key", "method", "modality", "seed", "row", "profile", "config_file", "args")}
+    base.update(schema=records.SCHEMA, attempt=spec.get("attempt", 1), attempt_id=spec["attempt_id"], pid=os.getpid())
+    base.update(started=_now(), versions=records.versions(), git=records.git_revision())
+    state = {"phase": "start"}
+    t0 = time.perf_counter()
+    try:
+        base["device"] = records.device_info()
+        result = execute(spec, state)
+        record = {**base, "status": "ok", **result}
+    except BaseException as err:  # noqa: BLE001 (every failure becomes a record)
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        traceback.print_exc()
+        record = {
+            **base,
+            "status": "failed",
+            "error": {
+                "kind": _error_kind(err),
+                "type": type(err).__name__,
+                "message": str(err)[:4000],
+                "phase": state["phase"],
+                "traceback": traceback.format_exc()[-20000:],
+            },
+        }
+    record["finished"] = _now()
+    record["total_s"] = time.perf_counter() - t0
+    record["total_cpu_s"] = time.process_time()  # since the job process started (a fork starts at 0)
+    records.write_json(job_dir / records.RECORD, record)
+    return 0 if record["status"] == "ok" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m ispad_bench.sweep.job <job_dir>/job.json", file=sys.stderr)
+        return 2
+    return run(Path(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

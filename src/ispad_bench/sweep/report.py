@@ -1,0 +1,347 @@
+"""Tables of a sweep in the layout of the paper: Tables 4-6 (unsupervised) and 2-3 (supervised).
+
+``ispad-bench report RUNS_DIR`` reads every ``record.json`` below RUNS_DIR and writes
+``tables.md``, ``tables.csv`` (tidy: one row per table row, ``<metric>_mean/_std/_paper/_delta``)
+and ``tables.tex``, plus figures (``figures.py``). Per row: mean and sample standard deviation
+(ddof 1; none for a single seed) over seeds; Δ = our mean − the paper's number, in the unit shown
+(percentage points for %). The best row per table by mean MCC is bold, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ispad_bench.metrics.reference import load_paper_tables
+from ispad_bench.sweep import records
+from ispad_bench.sweep.grid import PAPER_METHODS, SUPERVISED_METHODS, Row
+
+PAPER_NAMES = {"efficient_ad": "EfficientAD", "uflow": "U-Flow", "glass": "GLASS", "ddad": "DDAD", "supervised": "ResNet18"}
+UNSUP_TABLE = {"LSM-1": 4, "LSM-2": 5, "ASM": 6}
+SUP_TABLE = {"LSM-1": 2, "ASM": 3}  # the paper tabulates no supervised LSM-2 result (§5.2.1 text only)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # column id in the CSV
+    header: str
+    source: str  # key in record["metrics"] or "timing.<key>"
+    scale: float = 1.0
+    digits: int = 1
+    paper: str | None = None  # column of the paper CSV
+
+
+UNSUP_COLUMNS = (
+    Column("image_auroc", "AUROC (%)", "image_AUROC", 100, 1, "image_auroc_pct"),
+    Column("mcc", "MCC", "MCC", 1, 2, "mcc"),
+    Column("recall", "Recall (%)", "recall", 100, 1, "recall_pct"),
+    Column("precision", "Precision (%)", "precision", 100, 1, "precision_pct"),
+    Column("fpr", "FPR (%)", "FPR", 100, 1, "fpr_pct"),
+    Column("pixel_auroc", "Pixel AUROC (%)", "pixel_AUROC", 100, 1, "pixel_auroc_pct"),
+    Column("pro", "PRO (%)", "PRO", 100, 1, "pro_pct"),
+    Column("aupro", "AUPRO@0.3 (%)", "AUPRO", 100, 1),
+    Column("images_per_s", "images/s", "timing.test_images_per_s", 1, 1),
+)
+SUP_COLUMNS = (
+    Column("mcc", "MCC", "MCC", 1, 2, "mcc"),
+    Column("recall", "Recall (%)", "recall", 100, 1, "recall_pct"),
+    Column("fpr", "FPR (%)", "FPR", 100, 1, "fpr_pct"),
+    Column("tn", "TN", "TN", 1, 0, "tn"),
+    Column("tp", "TP", "TP", 1, 0, "tp"),
+    Column("fn", "FN", "FN", 1, 0, "fn"),
+    Column("fp", "FP", "FP", 1, 0, "fp"),
+    Column("images_per_s", "images/s", "timing.test_images_per_s", 1, 1),
+)
+
+
+# ------------------------------------------------------------------------------ paper numbers
+def paper_unsupervised() -> pd.DataFrame:
+    """Tables 4-6 (``ispad_bench/reference/paper_unsupervised.csv``)."""
+    return load_paper_tables("unsupervised")
+
+
+def paper_supervised() -> pd.DataFrame:
+    """Tables 2-3 with a ``fraction`` column: #real / #real of the mixed 1/1 row, to the nearest 2^-k."""
+    df = load_paper_tables("supervised")
+    fractions = []
+    for _, r in df.iterrows():
+        if r.defect_group == "none":
+            fractions.append(Fraction(0))
+            continue
+        full = df[(df.modality == r.modality) & (df.defect_group == "mixed")].n_real_defects.max()
+        fractions.append(Fraction(1, 2 ** round(-math.log2(r.n_real_defects / full))))
+    df["fraction"] = fractions
+    return df
+
+
+# ------------------------------------------------------------------------------ loading
+def _value(record: dict, source: str) -> float | None:
+    if source.startswith("timing."):
+        v = (record.get("timing") or {}).get(source.split(".", 1)[1])
+    else:
+        v = (record.get("metrics") or {}).get(source)
+    return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else None
+
+
+def _n_real(record: dict) -> float | None:
+    real = record.get("real_defects")
+    if isinstance(real, dict) and "count" in real:
+        return float(real["count"])
+    if isinstance(real, (list, tuple)):
+        return float(len(real))
+    return 0.0 if record.get("row") == "none" else None
+
+
+def load_records(runs_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(successful records, failed records), one per (profile, method, modality, row, seed):
+    when a config changed between sweeps, the most recently finished run of that slot counts."""
+    latest: dict[tuple, dict] = {}
+    latest_failed: dict[tuple, dict] = {}
+    for record in records.iter_records(runs_dir):
+        slot = tuple(record.get(k) for k in ("profile", "method", "modality", "row", "seed"))
+        table = latest if record.get("status") == "ok" else latest_failed
+        if slot not in table or str(record.get("finished")) > str(table[slot].get("finished")):
+            table[slot] = record
+    # a failure counts unless a later run of the same slot succeeded (e.g. after a config fix)
+    failed = [r for slot, r in latest_failed.items()
+              if slot not in latest or str(r.get("finished")) > str(latest[slot].get("finished"))]
+    return list(latest.values()), failed
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    return (PAPER_METHODS.index(method) if method in PAPER_METHODS else len(PAPER_METHODS), method)
+
+
+def _row_order(slug: str | None) -> tuple[int, Fraction]:
+    if not isinstance(slug, str) or not slug:  # unsupervised (None / NaN in a frame)
+        return (0, Fraction(0))
+    row = Row.parse(slug)
+    return ({"none": 0, "points": 1, "area": 2, "mixed": 3}[row.group], row.fraction)
+
+
+def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
+    """Tidy summary: one row per (table, modality, method, row) with mean/std/paper/delta per column."""
+    ok, failed = load_records(runs_dir)
+    pu, ps = paper_unsupervised(), paper_supervised()
+    groups: dict[tuple, list[dict]] = {}
+    for r in ok:
+        groups.setdefault((r.get("profile"), r["method"], r["modality"], r.get("row")), []).append(r)
+    multi_profile = len({k[0] for k in groups}) > 1
+    rows = []
+    for (profile, method, modality, row_slug), recs in groups.items():
+        supervised = method in SUPERVISED_METHODS or row_slug is not None
+        columns = SUP_COLUMNS if supervised else UNSUP_COLUMNS
+        name = PAPER_NAMES.get(method, method) + (f" [{profile}]" if multi_profile else "")
+        out = {
+            "table": "supervised" if supervised else "unsupervised",
+            "modality": modality,
+            "method": name,
+            "method_id": method,
+            "profile": profile,
+            "row": row_slug,
+            "seeds": len(recs),
+            "seed_list": " ".join(str(s) for s in sorted(r["seed"] for r in recs)),
+        }
+        paper_row = None
+        if supervised and row_slug:
+            row = Row.parse(row_slug)
+            out["group"], out["fraction"] = ("-" if row.group == "none" else row.group), str(row.fraction)
+            reals = [n for n in (_n_real(r) for r in recs) if n is not None]
+            out["n_real"] = float(np.mean(reals)) if reals else None
+            match = ps[(ps.modality == modality) & (ps.defect_group == row.group) & (ps.fraction == row.fraction)]
+            paper_row = match.iloc[0] if len(match) else None
+            out["n_real_paper"] = int(paper_row.n_real_defects) if paper_row is not None else None
+        elif method in PAPER_NAMES:
+            match = pu[(pu.modality == modality) & (pu.method == PAPER_NAMES[method])]
+            paper_row = match.iloc[0] if len(match) else None
+        for col in columns:
+            values = [v * col.scale for v in (_value(r, col.source) for r in recs) if v is not None]
+            mean = float(np.mean(values)) if values else None
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            paper = float(paper_row[col.paper]) if paper_row is not None and col.paper else None
+            out[f"{col.name}_mean"], out[f"{col.name}_std"] = mean, std
+            out[f"{col.name}_paper"] = paper
+            out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None else None
+        rows.append(out)
+    df = pd.DataFrame(rows)
+    if len(df):
+        mod_order = {"LSM-1": 0, "LSM-2": 1, "ASM": 2}
+        df["_k"] = [
+            (t != "unsupervised", mod_order.get(m, 9), _method_order(mid), _row_order(r))
+            for t, m, mid, r in zip(df.table, df.modality, df.method_id, df.row)
+        ]
+        df = df.sort_values("_k").drop(columns="_k").reset_index(drop=True)
+        df["best"] = False
+        for _, idx in df.groupby(["table", "modality", "profile"], dropna=False).groups.items():
+            mcc = df.loc[idx, "mcc_mean"].astype(float)
+            if mcc.notna().any():  # ties: every row at the maximum is bold
+                df.loc[mcc.index[np.isclose(mcc, mcc.max(), rtol=0, atol=1e-12)], "best"] = True
+    return df, failed
+
+
+# ------------------------------------------------------------------------------ formatting
+def _num(x: float | None, digits: int, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if digits == 0 and abs(x - round(x)) > 1e-9:
+        digits = 1  # a mean of counts over seeds
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _cell(row: pd.Series, col: Column, pm: str) -> str:
+    mean, std = row.get(f"{col.name}_mean"), row.get(f"{col.name}_std")
+    text = _num(mean, col.digits)
+    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+        text += f" {pm} {_num(std, col.digits if col.digits else 1)}"
+    return text
+
+
+def _table_rows(df: pd.DataFrame, columns, pm: str, delta: str) -> tuple[list[str], list[list[str]], list[bool]]:
+    supervised = df.table.iloc[0] == "supervised"
+    header = (["Method", "Group", "#Real", "Fraction"] if supervised else ["Method"]) + ["n"]
+    for col in columns:
+        header.append(col.header)
+        if col.paper:
+            header.append(f"{delta} {col.header.split(' (')[0]}")
+    body, bold = [], []
+    for _, row in df.iterrows():
+        cells = [row.method]
+        if supervised:
+            cells += [row.group, _num(row.get("n_real"), 0), row.fraction]
+        cells.append(str(row.seeds))
+        for col in columns:
+            cells.append(_cell(row, col, pm))
+            if col.paper:
+                cells.append(_num(row.get(f"{col.name}_delta"), col.digits, sign=True))
+        body.append(cells)
+        bold.append(bool(row.best))
+    return header, body, bold
+
+
+def _tables(df: pd.DataFrame):
+    """(title, sub-frame, columns) per table in paper order."""
+    for table, columns in (("unsupervised", UNSUP_COLUMNS), ("supervised", SUP_COLUMNS)):
+        part = df[df.table == table]
+        for modality in dict.fromkeys(part.modality):
+            sub = part[part.modality == modality]
+            number = (UNSUP_TABLE if table == "unsupervised" else SUP_TABLE).get(modality)
+            ref = f"paper Table {number}" if number else "no table in the paper"
+            yield f"{modality}: {table} ({ref})", sub, columns
+
+
+def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
+    lines = [
+        "# ISP-AD benchmark results",
+        "",
+        "Mean ± sample std over seeds (n); Δ = ours − paper (percentage points for %); "
+        "best row per table by MCC in **bold**. Image threshold: F1-optimal on the test set (§4.3.6).",
+        "",
+    ]
+    for title, sub, columns in _tables(df):
+        header, body, bold = _table_rows(sub, columns, "±", "Δ")
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for cells, b in zip(body, bold):
+            cells = [f"**{c}**" if b and c not in ("", "–") else c for c in cells]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if failed:
+        lines += ["## Failed jobs", "", "| Method | Modality | Row | Seed | Error | Folder |", "|---|---|---|---|---|---|"]
+        for r in failed:
+            err = r.get("error") or {}
+            msg = f"{err.get('kind')}: {str(err.get('message', '')).splitlines()[0][:120] if err.get('message') else ''}"
+            lines.append(
+                f"| {r.get('method')} | {r.get('modality')} | {r.get('row') or ''} | {r.get('seed')} | "
+                f"{msg.replace('|', '/')} | {r.get('_dir')} |"
+            )
+        lines.append("")
+    if not len(df) and not failed:
+        lines.append("No records found.")
+    return "\n".join(lines)
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("&", r"\&"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(a, b)
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    out = ["% ISP-AD benchmark tables (ispad-bench report); needs \\usepackage{booktabs,graphicx}", ""]
+    for title, sub, columns in _tables(df):
+        header, body, bold = _table_rows(sub, columns, "±", "Δ")
+        out += [
+            r"\begin{table}[t]",
+            r"\centering",
+            rf"\caption{{{_tex_escape(title)}. Mean $\pm$ std over seeds; $\Delta$ = ours $-$ paper.}}",
+            r"\resizebox{\linewidth}{!}{%",
+            r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+            r"\toprule",
+            " & ".join(_tex_escape(h) for h in header) + r" \\",
+            r"\midrule",
+        ]
+        for cells, b in zip(body, bold):
+            cells = [_tex_escape(c) for c in cells]
+            if b:
+                cells = [rf"\textbf{{{c}}}" for c in cells]
+            out.append(" & ".join(cells) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def paper_markdown() -> str:
+    """The paper's Tables 2-6 in its layout, from ``ispad_bench/reference/paper_*.csv``
+    (``results/paper/tables.md``; best row per table by image-level MCC in bold, as printed)."""
+    lines = [
+        "# ISP-AD paper: published results (Tables 2-6)",
+        "",
+        "Krassnig & Gruber, arXiv 2503.04997, §5.2-5.3. Rendered by `ispad-bench report --paper` from the data in "
+        "`src/ispad_bench/reference/paper_*.csv` (the numbers `ispad-bench report` computes Δ against). "
+        "Best row per table by image-level MCC in **bold**. Threshold: F1-optimal at image level (§4.3.6).",
+        "",
+    ]
+
+    def table(title: str, header: list[str], body: list[list[str]], mcc: list[float]) -> None:
+        best = max(mcc)
+        lines.extend([f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)])
+        for cells, m in zip(body, mcc):
+            lines.append("| " + " | ".join(f"**{c}**" if m == best else c for c in cells) + " |")
+        lines.append("")
+
+    pu = paper_unsupervised()
+    cols = [c for c in UNSUP_COLUMNS if c.paper]
+    for modality, number in UNSUP_TABLE.items():
+        sub = pu[pu.modality == modality]
+        body = [[r.method] + [_num(float(r[c.paper]), c.digits) for c in cols] for _, r in sub.iterrows()]
+        table(f"Table {number}: {modality}, unsupervised methods", ["Method"] + [c.header for c in cols], body,
+              list(sub.mcc))
+    ps = paper_supervised()
+    cols = [c for c in SUP_COLUMNS if c.paper]
+    for modality, number in SUP_TABLE.items():
+        sub = ps[ps.modality == modality]
+        body = [["-" if r.defect_group == "none" else r.defect_group, str(r.n_real_defects), str(r.fraction)]
+                + [_num(float(r[c.paper]), c.digits) for c in cols] for _, r in sub.iterrows()]
+        table(f"Table {number}: {modality}, mixed-supervised ResNet18", ["Group", "#Real", "Fraction"]
+              + [c.header for c in cols], body, list(sub.mcc))
+    return "\n".join(lines)
+
+
+def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = True) -> dict[str, Path]:
+    """Write tables (md/csv/tex) and figures for the records under ``runs_dir``; returns the paths."""
+    runs_dir = Path(runs_dir)
+    out_dir = Path(out_dir) if out_dir else runs_dir
+    df, failed = summarise(runs_dir)
+    paths = {"md": out_dir / "tables.md", "csv": out_dir / "tables.csv", "tex": out_dir / "tables.tex"}
+    records.atomic_write_bytes(paths["md"], to_markdown(df, failed).encode())
+    records.atomic_write_bytes(paths["csv"], df.to_csv(index=False).encode())
+    records.atomic_write_bytes(paths["tex"], to_latex(df).encode())
+    if figures and len(df):
+        from ispad_bench.sweep.figures import write_figures
+
+        for name, path in write_figures(runs_dir, out_dir / "figures").items():
+            paths[name] = path
+    return paths

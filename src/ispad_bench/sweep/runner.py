@@ -1,0 +1,187 @@
+"""Run a resolved grid: skip finished jobs, launch the rest, record every outcome, show progress.
+
+Layout of a sweep folder::
+
+    <out>/sweep.json                                  the grid of the last invocation
+    <out>/<method>/<modality>/<row->s<seed>-<key>/    one folder per job (key = resolved config hash)
+        job.json  log.txt  record.json  predictions.npz  anomalib/...
+
+Resume rule: a job whose ``record.json`` says ``"status": "ok"`` with the same key is skipped;
+anything else (no record, a failure record, a killed attempt) is run again.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from ispad_bench.sweep import records
+from ispad_bench.sweep.executors import Outcome, Task
+from ispad_bench.sweep.grid import Job
+
+
+@dataclass
+class SweepSummary:
+    total: int = 0
+    skipped: int = 0
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)  # job dirs
+    seconds: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return not self.failed
+
+
+def job_status(out_dir: Path, job: Job) -> str:
+    """``done``, ``failed`` or ``todo`` for a resolved job."""
+    record = records.read_json(Path(out_dir) / job.rel_dir() / records.RECORD)
+    if record is None or record.get("key") != job.key:
+        return "todo"
+    return "done" if record.get("status") == "ok" else "failed"
+
+
+def _fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _log_tail(path: Path, chars: int = 4000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - chars))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    out_dir: Path,
+    executor,
+    *,
+    profile: str = "",
+    maps_per_group: int = 2,
+    console: Console | None = None,
+) -> SweepSummary:
+    """Run every unfinished job of ``jobs`` (resolved) with ``executor``; never raises for a job failure."""
+    console = console or Console(stderr=True)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records.clean_temporaries(out_dir)
+    unique = list({job.key: job for job in jobs}.values())  # the same job twice runs once
+    summary = SweepSummary(total=len(unique))
+    records.write_json(
+        out_dir / "sweep.json",
+        {"profile": profile, "jobs": [{"key": j.key, "dir": str(j.rel_dir()), "label": j.label()} for j in unique]},
+    )
+
+    tasks: list[Task] = []
+    for job in unique:
+        job_dir = out_dir / job.rel_dir()
+        previous = records.read_json(job_dir / records.RECORD)
+        if previous and previous.get("key") == job.key and previous.get("status") == "ok":
+            summary.skipped += 1
+            continue
+        attempt = (previous.get("attempt", 0) + 1) if previous and previous.get("key") == job.key else 1
+        spec = {
+            "key": job.key,
+            "method": job.method,
+            "modality": job.modality,
+            "seed": job.seed,
+            "row": job.row.slug if job.row else None,
+            "profile": profile,
+            "config_file": str(job.config_file),
+            "args": list(job.args),
+            "job_dir": str(job_dir),
+            "maps_per_group": maps_per_group,
+            "attempt": attempt,
+            "attempt_id": uuid.uuid4().hex,
+        }
+        spec_path = job_dir / records.SPEC
+        records.write_json(spec_path, spec)
+        tasks.append(Task(len(tasks) + 1, spec, spec_path, job_dir / records.LOG, job.label()))
+
+    n = len(tasks)
+    console.print(
+        f"[bold]sweep[/]: {summary.total} jobs, {summary.skipped} already finished, {n} to run "
+        f"({executor.name}, {executor.parallelism} at a time) -> {out_dir}"
+    )
+    t0 = time.perf_counter()
+    durations: list[float] = []
+    started: dict[int, float] = {}
+
+    def eta(done: int) -> float | None:
+        if not durations:
+            return None
+        return sum(durations) / len(durations) * (n - done) / max(1, executor.parallelism)
+
+    def on_start(task: Task, device: str | None) -> None:
+        started[task.index] = time.perf_counter()
+        where = f" on {device}" if device else ""
+        console.print(
+            f"[{task.index}/{n}] start {task.label}{where}  elapsed {_fmt(time.perf_counter() - t0)}"
+            f"  ETA {_fmt(eta(len(durations)))}"
+        )
+
+    def on_done(task: Task, outcome: Outcome) -> None:
+        took = time.perf_counter() - started.get(task.index, t0)
+        durations.append(took)
+        record = _finalize(task, outcome)
+        status = record.get("status")
+        if status == "ok":
+            summary.ok += 1
+            m = record.get("metrics", {})
+            brief = ", ".join(f"{k} {m[k]:.3f}" for k in ("image_AUROC", "MCC") if isinstance(m.get(k), float))
+            line = f"[green]ok[/] {brief}"
+        else:
+            summary.failed.append(task.spec["job_dir"])
+            err = record.get("error", {})
+            line = f"[red]FAILED[/] ({err.get('kind')}: {str(err.get('message', ''))[:160]})"
+        console.print(
+            f"[{task.index}/{n}] {line}  {task.label} in {took:.1f}s  elapsed {_fmt(time.perf_counter() - t0)}"
+            f"  ETA {_fmt(eta(len(durations)))}"
+        )
+
+    executor.run(tasks, on_start, on_done)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _finalize(task: Task, outcome: Outcome) -> dict:
+    """The record of this attempt; written by the runner when the job could not write its own."""
+    record_path = Path(task.spec["job_dir"]) / records.RECORD
+    if outcome.record_text is not None and not record_path.is_file():
+        records.atomic_write_bytes(record_path, outcome.record_text.encode())  # remote worker, no shared fs
+    record = records.read_json(record_path)
+    if record is not None and record.get("attempt_id") == task.spec["attempt_id"]:
+        return record
+    if outcome.returncode is None:
+        kind, message = "timeout", "job exceeded --job-timeout and was killed"
+    elif outcome.returncode < 0:
+        sig = -outcome.returncode
+        kind = "oom" if sig == 9 else "killed"
+        message = f"job process killed by signal {sig}" + (" (out of memory?)" if sig == 9 else "")
+    else:
+        kind, message = "crash", f"job process exited with code {outcome.returncode} without a record"
+    keys = ("key", "method", "modality", "seed", "row", "profile", "config_file", "args", "attempt", "attempt_id")
+    record = {
+        "schema": records.SCHEMA,
+        **{k: task.spec[k] for k in keys},
+        "status": "failed",
+        "device": {"assigned": outcome.device},
+        "error": {"kind": kind, "type": "JobProcessError", "message": message, "phase": "process",
+                  "traceback": _log_tail(task.log_path)},
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    records.write_json(record_path, record)
+    return record

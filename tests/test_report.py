@@ -1,0 +1,144 @@
+"""Report tables from known records: means, sample stds, Δ to the paper, bold best row, figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ispad_bench.sweep import records, report
+from ispad_bench.sweep.figures import roc_points, write_figures
+
+
+def _record(root: Path, method, modality, seed, metrics, row=None, status="ok", finished="2026-01-01T00:00:00", **extra):
+    folder = root / method / modality / f"{row or ''}s{seed}-{finished[:4]}"
+    rec = {"schema": records.SCHEMA, "status": status, "key": f"{method}{modality}{row}{seed}", "method": method,
+           "modality": modality, "seed": seed, "row": row, "profile": "paper", "metrics": metrics,
+           "timing": {"test_images_per_s": 10.0 + seed}, "finished": finished, **extra}
+    records.write_json(folder / records.RECORD, rec)
+    return folder
+
+
+UNSUP = {  # GLASS on LSM-1, three seeds
+    0: {"image_AUROC": 0.990, "MCC": 0.80, "recall": 0.90, "precision": 0.80, "FPR": 0.010, "pixel_AUROC": 0.98,
+        "PRO": 0.10, "AUPRO": 0.30},
+    1: {"image_AUROC": 0.980, "MCC": 0.84, "recall": 0.92, "precision": 0.84, "FPR": 0.012, "pixel_AUROC": 0.97,
+        "PRO": 0.12, "AUPRO": 0.32},
+    2: {"image_AUROC": 0.970, "MCC": 0.86, "recall": 0.94, "precision": 0.86, "FPR": 0.014, "pixel_AUROC": 0.99,
+        "PRO": 0.14, "AUPRO": 0.34},
+}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    for seed, m in UNSUP.items():
+        _record(tmp_path, "glass", "LSM-1", seed, m)
+    _record(tmp_path, "uflow", "LSM-1", 0, {**UNSUP[0], "MCC": 0.70})
+    # a stale run of the same slot (config changed since): the later one counts
+    _record(tmp_path, "uflow", "LSM-1", 0, {**UNSUP[0], "MCC": 0.10}, finished="2025-01-01T00:00:00")
+    for seed, (tn, tp, fn, fp) in enumerate([(1460, 74, 21, 10), (1462, 76, 19, 8)]):
+        m = {"MCC": 0.80 + seed * 0.02, "recall": tp / 95, "FPR": fp / 1470, "TN": tn, "TP": tp, "FN": fn, "FP": fp}
+        _record(tmp_path, "supervised", "LSM-1", seed, m, row="none", real_defects={"count": 0, "ids": []})
+        m2 = {**m, "MCC": 0.95}
+        _record(tmp_path, "supervised", "LSM-1", seed, m2, row="mixed-1_16", real_defects={"count": 10, "ids": ["x"] * 10})
+    _record(tmp_path, "ddad", "ASM", 0, {}, status="failed", error={"kind": "oom", "message": "CUDA out of memory"})
+    return tmp_path
+
+
+def test_paper_supervised_fractions():
+    ps = report.paper_supervised()
+    lsm1 = ps[ps.modality == "LSM-1"]
+    assert [str(f) for f in lsm1.fraction] == ["0", "1/16", "1/16", "1/16", "1/8", "1/4", "1/2", "1"]
+    asm = ps[ps.modality == "ASM"]
+    assert [str(f) for f in asm.fraction] == ["0", "1/16", "1/16", "1/16", "1/8", "1/4", "1/2", "1"]
+
+
+def test_unsupervised_means_stds_and_deltas(runs):
+    df, failed = report.summarise(runs)
+    glass = df[(df.method == "GLASS") & (df.modality == "LSM-1")].iloc[0]
+    assert glass.seeds == 3
+    mcc = [0.80, 0.84, 0.86]
+    assert glass.mcc_mean == pytest.approx(np.mean(mcc))
+    assert glass.mcc_std == pytest.approx(np.std(mcc, ddof=1))  # sample std: 0.030550...
+    assert glass.mcc_std == pytest.approx(0.0305505, abs=1e-6)
+    assert glass.mcc_paper == 0.89 and glass.mcc_delta == pytest.approx(np.mean(mcc) - 0.89)
+    assert glass.image_auroc_mean == pytest.approx(98.0) and glass.image_auroc_std == pytest.approx(1.0)
+    assert glass.image_auroc_delta == pytest.approx(98.0 - 99.5)  # percentage points
+    assert glass.fpr_mean == pytest.approx(1.2) and glass.fpr_delta == pytest.approx(0.2)
+    assert glass.pro_delta == pytest.approx(12.0 - 13.0)
+    assert glass.aupro_mean == pytest.approx(32.0) and pd.isna(glass.aupro_paper)  # not published
+    assert glass.images_per_s_mean == pytest.approx(11.0)
+    uflow = df[df.method == "U-Flow"].iloc[0]
+    assert uflow.seeds == 1 and uflow.mcc_mean == pytest.approx(0.70) and pd.isna(uflow.mcc_std)
+    assert uflow.mcc_delta == pytest.approx(0.70 - 0.77)
+    assert glass.best and not uflow.best
+    assert [r["method"] for r in failed] == ["ddad"]
+
+
+def test_supervised_rows_match_tables_2_3(runs):
+    df, _ = report.summarise(runs)
+    sup = df[df.table == "supervised"]
+    assert list(sup.row) == ["none", "mixed-1_16"]
+    none, mixed = sup.iloc[0], sup.iloc[1]
+    assert none.group == "-" and none.n_real == 0 and none.n_real_paper == 0
+    assert none.tn_mean == pytest.approx(1461) and none.tn_delta == pytest.approx(1461 - 1459)
+    assert none.fp_std == pytest.approx(np.std([10, 8], ddof=1))
+    assert none.recall_mean == pytest.approx(100 * 75 / 95) and none.recall_delta == pytest.approx(100 * 75 / 95 - 76.8)
+    assert mixed.n_real == 10 and mixed.n_real_paper == 10 and mixed.mcc_delta == pytest.approx(0.95 - 0.91)
+    assert mixed.best and not none.best
+
+
+def test_written_tables(runs, tmp_path):
+    paths = report.write_report(runs, tmp_path / "out", figures=False)
+    md = paths["md"].read_text()
+    assert "## LSM-1: unsupervised (paper Table 4)" in md and "## LSM-1: supervised (paper Table 2)" in md
+    glass_line = next(line for line in md.splitlines() if "GLASS" in line)
+    assert glass_line.startswith("| **GLASS** | **3** |") and "**0.83 ± 0.03**" in glass_line and "**-0.06**" in glass_line
+    assert "| U-Flow | 1 | 99.0 | +3.1 | 0.70 | -0.07 |" in md
+    assert "Failed jobs" in md and "oom: CUDA out of memory" in md
+    csv = pd.read_csv(paths["csv"])
+    assert len(csv) == 4 and set(csv.table) == {"unsupervised", "supervised"}
+    tex = paths["tex"].read_text()
+    assert r"\textbf{GLASS}" in tex and r"$\pm$" in tex and r"\begin{tabular}" in tex and "%)" not in tex.replace(r"\%)", "")
+
+
+def test_committed_paper_tables_are_up_to_date():
+    """results/paper/tables.md is what `ispad-bench report --paper` renders from the package's CSVs."""
+    committed = Path(__file__).resolve().parents[1] / "results" / "paper" / "tables.md"
+    assert committed.read_text() == report.paper_markdown(), f"{committed}: rerun `ispad-bench report --paper`"
+    assert "## Table 4: LSM-1, unsupervised methods" in committed.read_text()
+
+
+def test_roc_points_match_sklearn():
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=200), 1)  # ties included
+    labels = rng.integers(0, 2, 200)
+    fpr, tpr = roc_points(scores, labels)
+    ref_fpr, ref_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, ref_fpr)
+    np.testing.assert_allclose(tpr, ref_tpr)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_figures_from_stored_predictions(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = ["/d/good/000.png", "/d/pinhole/000.png", "/d/squeegee_stroke/000.png"]
+    for method in ("glass", "uflow"):
+        folder = _record(tmp_path, method, "ASM", 0, {"threshold": 0.5, "MCC": 0.5})
+        arrays = {"paths": np.array(paths * 3), "scores": rng.random(9), "labels": np.array([0, 1, 1] * 3, np.int8),
+                  "groups": np.array(["good", "points", "area"] * 3), "map_paths": np.array(sorted(paths))}
+        for i, _ in enumerate(sorted(paths)):
+            arrays[f"map_{i}"] = rng.random((32, 32)).astype(np.float16)
+            arrays[f"image_{i}"] = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+            arrays[f"mask_{i}"] = np.zeros((32, 32), np.uint8)
+        records.write_npz(folder / records.PREDICTIONS, **arrays)
+    written = write_figures(tmp_path, tmp_path / "figures")
+    assert set(written) == {"overlay_asm", "roc_asm"}
+    for path in written.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    assert json.loads((tmp_path / "glass" / "ASM" / "s0-2026" / "record.json").read_text())["method"] == "glass"
