@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 
 from ispad_bench.models.mixed_supervised.torch_model import MixedSupervisedModel
+from ispad_bench.models.weights import MissingWeightsError, RaiseMissingWeightsAtSetup
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class RestoreBestWeights(Callback):
             logger.info("restored the lowest-%s weights (%.5f, epoch %d)", self.monitor, self.best, self.best_epoch)
 
 
-class MixedSupervised(AnomalibModule):
+class MixedSupervised(RaiseMissingWeightsAtSetup, AnomalibModule):
     """ResNet18 defect classifier trained on the mixed synthetic/real stream (paper §4.1-4.2).
 
     Args:
@@ -90,10 +91,11 @@ class MixedSupervised(AnomalibModule):
                          visualizer=visualizer)
         if pre_processor is True and image_size != 256:
             self.pre_processor = self.configure_pre_processor((image_size, image_size))
-        # ImageNet weights are loaded in setup("fit"): a missing file then stops `anomalib train` with
-        # MissingWeightsError itself, before training, rather than as a config-parsing error.
-        self.model = MixedSupervisedModel(pre_trained=False)
-        self.pre_trained, self._imagenet_loaded = pre_trained, False
+        try:
+            self.model = MixedSupervisedModel(pre_trained=pre_trained)
+        except MissingWeightsError as err:  # raised at setup: jsonargparse would bury it while parsing the YAML
+            self.missing_weights = err
+            self.model = MixedSupervisedModel(pre_trained=False)
         self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum
         self.t_0, self.t_mult = t_0, t_mult
         self.early_stopping_patience = early_stopping_patience
@@ -163,12 +165,6 @@ class MixedSupervised(AnomalibModule):
         self.log(MONITOR, loss, on_epoch=True, prog_bar=True, batch_size=len(logits))
         predictions = self.model.inference(logits, local, batch.image.shape[-2:])
         return batch.update(**predictions._asdict())
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage == "fit" and self.pre_trained and not self._imagenet_loaded:
-            self.model.load_imagenet()  # a checkpoint restored after setup overrides these weights
-            self._imagenet_loaded = True
 
     def on_fit_start(self) -> None:
         """Log which real defects the datamodule injects (tables must say which were used)."""

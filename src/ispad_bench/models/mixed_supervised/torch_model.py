@@ -27,21 +27,12 @@ class MixedSupervisedModel(nn.Module):
 
     def __init__(self, pre_trained: bool = True) -> None:
         super().__init__()
-        self.net = resnet18(weights=None)
-        self.net.fc = nn.Linear(self.net.fc.in_features, 1)
+        net = resnet18(weights=None)
         if pre_trained:
-            self.load_imagenet()
-
-    def load_imagenet(self) -> None:
-        """torchvision's ImageNet ResNet18 (``IMAGENET1K_V1``) into the backbone; the head stays as it is.
-
-        Raises ``MissingWeightsError`` (file, location, ``pre_trained: false``) when offline and absent.
-        """
-        state = torchvision_state_dict(ResNet18_Weights.IMAGENET1K_V1)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = self.net.load_state_dict(state, strict=False)
-        if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
-            raise RuntimeError(f"ResNet18 ImageNet checkpoint does not fit: missing {missing}, unexpected {unexpected}")
+            # Raises MissingWeightsError (file, location, `pre_trained: false`) when offline and absent.
+            net.load_state_dict(torchvision_state_dict(ResNet18_Weights.IMAGENET1K_V1))
+        net.fc = nn.Linear(net.fc.in_features, 1)
+        self.net = net
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
