@@ -184,10 +184,19 @@ def _real_defect_keys(entries: list[_Entry]) -> dict[str, list[_Entry]]:
     return found
 
 
+def _has_stream_labels(entries: list[_Entry]) -> bool:
+    return any(LABELS_NAME in e.basename for e in entries)
+
+
+def is_stream_file(path: str | Path) -> bool:
+    """True for an HDF5 file holding a supervised stream (a ``syn_stream`` labels dataset)."""
+    return _has_stream_labels(_datasets(Path(path)))
+
+
 def is_real_defect_file(path: str | Path) -> bool:
     """True for an HDF5 file holding real-defect stacks (names with area/points, no ``syn_stream``)."""
     entries = _datasets(Path(path))
-    return bool(_real_defect_keys(entries)) and not any(LABELS_NAME in e.basename for e in entries)
+    return bool(_real_defect_keys(entries)) and not _has_stream_labels(entries)
 
 
 class RealDefectPool:
@@ -262,7 +271,7 @@ def real_defect_pools(modality_dir: str | Path) -> dict[str, RealDefectPool]:
     pools = {g: RealDefectPool(g, files=files) for g, files in discover_real_defects(modality_dir).items() if files}
     for path in hdf5_files(modality_dir):
         entries = _datasets(path)
-        if any(LABELS_NAME in e.basename for e in entries):
+        if _has_stream_labels(entries):
             continue  # a stream file, not real defects
         for group, hits in _real_defect_keys(entries).items():
             if group in pools:

@@ -33,7 +33,14 @@ from torchvision.transforms import v2
 
 from ispad_bench.data.augment import AFFINE_P, preprocess, to_gray
 from ispad_bench.data.datamodule import ISPADDataset, geometry
-from ispad_bench.data.hdf5 import LABELS_NAME, StreamFormatError, discover_stream, hdf5_files, real_defect_pools
+from ispad_bench.data.hdf5 import (
+    LABELS_NAME,
+    StreamFormatError,
+    discover_stream,
+    hdf5_files,
+    is_stream_file,
+    real_defect_pools,
+)
 from ispad_bench.data.layout import DEFECT_GROUPS, GROUPS, modality_dir
 from ispad_bench.data.modality import REAL_DEFECT_SIZE, Modality
 from ispad_bench.data.stream import HeldOutStream, StreamBatches, StreamConfig, StreamSampler, finish_batch, keep_batch
@@ -350,9 +357,6 @@ def to_image_batch(batch: dict) -> ImageBatch:
 
 def _has_labels(path: Path) -> bool:
     try:
-        with h5py.File(path, "r") as f:
-            found = []
-            f.visit(lambda name: found.append(name.rsplit("/", 1)[-1]))
-        return LABELS_NAME in found
-    except OSError:
+        return is_stream_file(path)
+    except OSError:  # an unreadable file is not the stream; `data check` reports it
         return False
