@@ -47,6 +47,17 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for tiny models: intra-op threads only add synchronisation cost on a shared CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """A 20-patch generated ISP-AD-like dataset (all modalities), shared by the session."""

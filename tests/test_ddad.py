@@ -25,13 +25,7 @@ TINY = {"image_size": 32, "base_channels": 32, "attention_resolutions": (8, 4), 
         "pre_trained": False, "start": 100, "skip": 25}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_model(**overrides) -> DdadModel:

@@ -19,13 +19,7 @@ MODALITIES = {"lsm1": "LSM-1", "lsm2": "LSM-2", "asm": "ASM"}
 REPORTED = ("image_AUROC", "pixel_AUROC", "MCC", "recall", "precision", "FPR", "PRO", "AUPRO", "threshold")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs: intra-op threads only add synchronisation cost on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
