@@ -237,3 +237,44 @@ def test_contact_sheet_shows_test_stream_and_real_defects(synth_root, tmp_path):
     assert red[512:768].any()  # synthetic stream defects outlined
     only_test = np.asarray(Image.open(contact_sheet(synth_root, "ASM", tmp_path / "t.png", supervised=False)))
     assert only_test.shape == (2 * 256, columns * 256, 3)
+
+
+@pytest.mark.parametrize("name", MODALITIES)
+def test_defect_strength_scales_every_defect(name):
+    for kind in DEFECT_TYPES:
+        change = {}
+        for strength in (1.0, 3.0):
+            image, mask, clean = defect_patch(kind, name, np.random.default_rng(11), return_clean=True, strength=strength)
+            change[strength] = np.abs(image.astype(np.int32) - clean).sum()
+            assert not ((image != clean).reshape(256, 256, -1).any(axis=2) & (mask == 0)).any()  # masks stay exact
+        # a misregistered print differs everywhere near its edges already at 2-5 px: a larger shift adds less
+        assert change[3.0] > (1.0 if kind == "misalignment" else 1.5) * change[1.0], (kind, change)
+    with pytest.raises(ValueError, match="strength"):
+        defect_patch("dot", name, np.random.default_rng(0), strength=0)
+
+
+def test_synthesizer_strength():
+    patch = np.full((128, 128), 100, np.uint8)
+    faint, m1 = synthesize_defect(patch, np.random.default_rng(5), kind="fibre", polarity=1)
+    strong, m3 = synthesize_defect(patch, np.random.default_rng(5), kind="fibre", polarity=1, strength=3)
+    assert (m3 > 0).sum() > (m1 > 0).sum() and strong.max() > faint.max()
+    same, _ = synthesize_defect(patch, np.random.default_rng(5), kind="fibre", polarity=1, strength=1)
+    assert np.array_equal(same, faint)
+    with pytest.raises(ValueError, match="strength"):
+        synthesize_defect(patch, np.random.default_rng(0), strength=-1)
+
+
+def test_defect_strength_is_recorded_and_checked(tmp_path):
+    kw = dict(patches=10, modalities=["ASM"], stream_patches=16, real_defects=1, verbose=False)
+    generate(tmp_path / "api", defect_strength=2, **kw)
+    with h5py.File(tmp_path / "api/ASM/supervised" / STREAM_FILE) as f:
+        assert f.attrs["defect_strength"] == 2.0
+    with pytest.raises(FileExistsError, match="'defect_strength': 2.0"):
+        generate(tmp_path / "api", **kw)  # the default strength 1 is another dataset
+    with pytest.raises(ValueError, match="defect_strength"):
+        generate(tmp_path / "bad", defect_strength=float("nan"), **kw)
+    from ispad_bench.cli import main
+
+    assert main(["data", "synth", "--root", str(tmp_path / "cli"), "--patches", "10", "--modalities", "asm",
+                 "--stream-patches", "16", "--real-defects", "1", "--defect-strength", "2"]) == 0
+    assert _tree_hashes(tmp_path / "cli") == _tree_hashes(tmp_path / "api")

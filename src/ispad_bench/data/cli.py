@@ -13,7 +13,8 @@ def _synth(args: argparse.Namespace) -> int:
     try:
         generate(
             args.root, patches=args.patches, seed=args.seed, modalities=args.modalities,
-            stream_patches=args.stream_patches, real_defects=args.real_defects, overwrite=args.overwrite, workers=args.workers,
+            stream_patches=args.stream_patches, real_defects=args.real_defects,
+            defect_strength=args.defect_strength, overwrite=args.overwrite, workers=args.workers,
         )
     except (FileExistsError, ValueError) as err:  # existing data, bad sizes: one line, no traceback
         print(f"ispad-bench data synth: error: {err}", file=sys.stderr)
@@ -44,6 +45,8 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--modalities", nargs="+", default=None, help="default: all three")
     synth.add_argument("--stream-patches", type=int, default=None, help="supervised stream size (default 4 x patches)")
     synth.add_argument("--real-defects", type=int, default=None, help="real-defect patches per group (default: Table 7 scaled, >= 4)")
+    synth.add_argument("--defect-strength", type=float, default=1.0,
+                       help="visibility of every defect: 1 = ISP-AD-like faint (default); >1 stronger (docs/synth.md)")
     synth.add_argument("--overwrite", action="store_true", help="replace modality folders that already exist")
     synth.add_argument("--workers", type=int, default=None, help="render threads (default: up to 2)")
     synth.set_defaults(func=_synth)

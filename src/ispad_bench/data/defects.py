@@ -95,6 +95,19 @@ def disc(shape, centre, radius: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- synthesizer
+def _amp(x, strength: float, cap: float = 1.0):
+    """``x`` scaled by ``strength``, capped at ``cap`` (never below ``x``: strength 1 is exactly the identity)."""
+    out = np.minimum(np.multiply(x, strength), np.maximum(x, cap))
+    return float(out) if np.ndim(out) == 0 else out  # a Python float keeps float32 arrays float32 (NEP 50)
+
+
+def _check_strength(strength: float) -> float:
+    strength = float(strength)
+    if not strength > 0 or not np.isfinite(strength):
+        raise ValueError(f"defect strength must be a finite number > 0, got {strength}")
+    return strength
+
+
 def _draw(params: dict, name: str, rng: np.random.Generator, preset: dict) -> float:
     if params.get(name) is not None:
         return float(params[name])
@@ -123,6 +136,7 @@ def synthesize_defect(patch: np.ndarray, rng: np.random.Generator, **params) -> 
         texture: amplitude of the brush's texture (default 0.3).
         valid: bool (H, W) where the defect may change pixels (e.g. exclude masked borders).
         threshold: smallest change in gray levels that counts as defect (default 2).
+        strength: visibility multiplier (default 1): contrast x strength (capped at 1), radius x sqrt(strength).
 
     Returns:
         ``(defective, mask)``: uint8 patch like the input, and uint8 (H, W) mask, 255 exactly
@@ -131,7 +145,8 @@ def synthesize_defect(patch: np.ndarray, rng: np.random.Generator, **params) -> 
     patch = np.asarray(patch)
     if patch.dtype != np.uint8 or patch.ndim not in (2, 3):
         raise ValueError(f"synthesize_defect needs a uint8 (H, W) or (H, W, C) patch, got {patch.dtype} {patch.shape}")
-    unknown = set(params) - {"kind", "steps", "momentum", "radius", "contrast", "polarity", "start", "texture", "valid", "threshold"}
+    unknown = set(params) - {"kind", "steps", "momentum", "radius", "contrast", "polarity", "start", "texture", "valid", "threshold",
+                             "strength"}
     if unknown:
         raise TypeError(f"synthesize_defect got unknown parameters {sorted(unknown)}")
     kind = params.get("kind") or str(rng.choice(list(_PRESET_P), p=list(_PRESET_P.values())))
@@ -143,10 +158,12 @@ def synthesize_defect(patch: np.ndarray, rng: np.random.Generator, **params) -> 
     if threshold <= 0:
         raise ValueError(f"threshold must be > 0 gray levels, got {threshold}")
     valid = params.get("valid")
+    strength = _check_strength(1.0 if params.get("strength") is None else params["strength"])
     for _ in range(20):  # a stroke on saturated or excluded pixels changes nothing: try again
         steps = max(1, int(round(_draw(params, "steps", rng, preset))))
         momentum = _draw(params, "momentum", rng, preset)
         radius, contrast = _draw(params, "radius", rng, preset), _draw(params, "contrast", rng, preset)
+        radius, contrast = radius * np.sqrt(strength), float(_amp(contrast, strength))
         margin = min(8, h // 4, w // 4)
         start = params.get("start")
         if start is None:
@@ -195,34 +212,38 @@ def _smooth_field(rng, shape, sigma: float) -> np.ndarray:
     return f / (np.abs(f).max() + 1e-9)
 
 
-def _scene_edits(kind: str, scene: Scene, rng, centered: bool) -> tuple[Edits, np.ndarray | None] | None:
-    """Physical description of one defect of ``kind`` in ``scene``; None if it does not fit there."""
-    n = scene.size
+def _scene_edits(kind: str, scene: Scene, rng, centered: bool, strength: float = 1.0) -> tuple[Edits, np.ndarray | None] | None:
+    """Physical description of one defect of ``kind`` in ``scene``; None if it does not fit there.
+
+    ``strength`` scales what the defect changes (amounts x strength, capped at full; sizes of point
+    defects x sqrt(strength); shifts and warps x strength) after the same random draws.
+    """
+    n, s, r = scene.size, strength, np.sqrt(strength)
     shape = (n, n)
     yy, xx = np.mgrid[:n, :n].astype(np.float32)
     if kind == "pinhole":  # ink missing in a few pixels
         c = _centre(scene, rng, centered, where=scene.inks()[0] > 0.7)
         if c is None:
             return None
-        hole = disc(shape, c, rng.uniform(0.7, 2.2))
+        hole = disc(shape, c, rng.uniform(0.7, 2.2) * r)
         if rng.random() < 0.4:
-            hole = np.maximum(hole, disc(shape, c + rng.uniform(-2, 2, 2), rng.uniform(0.5, 1.5)))
+            hole = np.maximum(hole, disc(shape, c + rng.uniform(-2, 2, 2), rng.uniform(0.5, 1.5) * r))
         return Edits(ink_scale=1 - hole * rng.uniform(0.75, 1.0)), None
     if kind == "dot":  # an extra ink dot, or a dust particle
         c = _centre(scene, rng, centered)
-        blob = stroke(shape, random_walk(rng, c, int(rng.integers(1, 6)), 0.5), rng.uniform(1.0, 3.0), 1.0)
+        blob = stroke(shape, random_walk(rng, c, int(rng.integers(1, 6)), 0.5), rng.uniform(1.0, 3.0) * r, 1.0)
         if rng.random() < 0.5:
-            return Edits(ink_add=blob * rng.uniform(0.3, 0.75)), None
-        return Edits(debris=blob * rng.uniform(0.2, 0.5)), None
+            return Edits(ink_add=blob * _amp(rng.uniform(0.3, 0.75), s)), None
+        return Edits(debris=blob * _amp(rng.uniform(0.2, 0.5), s)), None
     if kind in ("fibre", "scratch"):  # thin curved foreign fibre / nearly straight surface scratch
         fibre = kind == "fibre"
         steps = int(rng.integers(30, 110) if fibre else rng.integers(50, 170))
         path = random_walk(rng, (0.0, 0.0), steps, rng.uniform(0.92, 0.98) if fibre else rng.uniform(0.993, 0.999))
         path = path - path.mean(axis=0) + _centre(scene, rng, centered, margin=24)
         m = len(path)
-        width = (rng.uniform(0.5, 0.9) if fibre else rng.uniform(0.35, 0.6)) * along(rng, m, 0.95, 0.2)
-        strength = (rng.uniform(0.25, 0.6) if fibre else rng.uniform(0.3, 0.7)) * np.clip(along(rng, m, 0.97, 0.35), 0.2, 1.5)
-        layer = stroke(shape, path, width, strength)
+        width = (rng.uniform(0.5, 0.9) if fibre else rng.uniform(0.35, 0.6)) * r * along(rng, m, 0.95, 0.2)
+        amount = _amp(rng.uniform(0.25, 0.6) if fibre else rng.uniform(0.3, 0.7), s)
+        layer = stroke(shape, path, width, amount * np.clip(along(rng, m, 0.97, 0.35), 0.2, 1.5))
         return (Edits(debris=layer) if fibre else Edits(scratch=layer)), None
     if kind == "misalignment":  # one print layer registered off by a few px over a large region
         c = _centre(scene, rng, centered, margin=64)
@@ -235,7 +256,7 @@ def _scene_edits(kind: str, scene: Scene, rng, centered: bool) -> tuple[Edits, n
         if max(edges) < 150:  # hardly any print here: a misregistration would not show
             return None
         angle = rng.uniform(0, 2 * np.pi)
-        shift = rng.uniform(2.0, 5.0) * np.array([np.cos(angle), np.sin(angle)], np.float32)
+        shift = rng.uniform(2.0, 5.0) * s * np.array([np.cos(angle), np.sin(angle)], np.float32)
         warp = region[None] * shift[:, None, None]
         return (Edits(warp_b=warp) if edges[1] > edges[0] else Edits(warp_a=warp)), region
     if kind == "squeegee_stroke":  # long faint streak of ink residue / lost gloss along the print direction
@@ -256,16 +277,17 @@ def _scene_edits(kind: str, scene: Scene, rng, centered: bool) -> tuple[Edits, n
         lengthwise = 1 + 0.35 * _smooth_field(rng, shape, 10)  # uneven along the stroke
         fade = np.clip((rng.uniform(90, 300) - np.abs(length)) / 20, 0, 1)
         streak = (profile * lengthwise * fade).astype(np.float32)
-        return Edits(ink_add=streak * rng.uniform(0.04, 0.1), gloss=streak * rng.uniform(0.2, 0.45)), (streak > 0.02).astype(np.float32)
+        ink, gloss = _amp(rng.uniform(0.04, 0.1), s), _amp(rng.uniform(0.2, 0.45), s)
+        return Edits(ink_add=streak * ink, gloss=streak * gloss), (streak > 0.02).astype(np.float32)
     if kind == "grid":  # printed grid locally distorted and partly missing (screen damage)
         c = _centre(scene, rng, centered, margin=40)
         ay, ax, rot = rng.uniform(14, 50), rng.uniform(14, 50), rng.uniform(0, np.pi)
         u = ((yy - c[0]) * np.cos(rot) + (xx - c[1]) * np.sin(rot)) / ay
         v = (-(yy - c[0]) * np.sin(rot) + (xx - c[1]) * np.cos(rot)) / ax
         region = np.clip((1 - np.hypot(u, v)) * 4, 0, 1).astype(np.float32)
-        amp = rng.uniform(1.5, 3.0)
+        amp = rng.uniform(1.5, 3.0) * s
         warp = np.stack([_smooth_field(rng, shape, 5), _smooth_field(rng, shape, 5)]) * amp * region[None]
-        missing = region * (_smooth_field(rng, shape, 2.5) > rng.uniform(0.0, 0.3)) * rng.uniform(0.4, 0.9)
+        missing = region * (_smooth_field(rng, shape, 2.5) > rng.uniform(0.0, 0.3)) * _amp(rng.uniform(0.4, 0.9), s)
         return Edits(warp_a=warp, warp_b=warp, ink_scale=1 - missing), region
     raise ValueError(f"unknown defect type {kind!r}; choose from {DEFECT_TYPES}")
 
@@ -288,6 +310,7 @@ def defect_patch(
     with_mask: bool = True,
     max_tries: int = 30,
     return_clean: bool = False,
+    strength: float = 1.0,
 ):
     """A patch with one test-split defect of ``kind`` and its mask (uint8 0/255, exact).
 
@@ -296,12 +319,14 @@ def defect_patch(
     ``with_mask=False`` skips the mask (returns None) and only checks that the defect is visible
     in the central 256 px, which is cheaper for the large real-defect patches.
     ``return_clean=True`` also returns the same patch without the defect (for checks).
+    ``strength`` scales how much the defect changes the scene (1: ISP-AD-like faint; see ``_scene_edits``).
     """
     modality = Modality.parse(modality)
+    strength = _check_strength(strength)
     area = kind in AREA_TYPES
     for _ in range(max_tries):  # some scenes cannot show a defect (no ink for a pinhole...): redraw
         scene = sample_scene(modality, rng, size)
-        found = _scene_edits(kind, scene, rng, centered)
+        found = _scene_edits(kind, scene, rng, centered, strength)
         if found is None:
             continue
         edits, region = found

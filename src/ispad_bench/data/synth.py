@@ -110,12 +110,12 @@ def _good(modality: Modality, rng: np.random.Generator, size: int = PATCH_SIZE) 
     return to_uint8(render(sample_scene(modality, rng, size)))
 
 
-def _stream_item(modality: Modality, rng: np.random.Generator, label: int, overlooked: bool):
+def _stream_item(modality: Modality, rng: np.random.Generator, label: int, overlooked: bool, strength: float = 1.0):
     """One single-channel stream patch, its mask, and whether it hides an unlabelled defect."""
     zero = np.zeros((PATCH_SIZE, PATCH_SIZE), np.uint8)
     if overlooked:  # unscreened fault-free patch with a real-looking point defect, label 0 (§3.2)
         kind = POINT_TYPES[int(rng.integers(len(POINT_TYPES)))]
-        return to_gray(defect_patch(kind, modality, rng)[0]), zero
+        return to_gray(defect_patch(kind, modality, rng, strength=strength)[0]), zero
     scene = sample_scene(modality, rng, PATCH_SIZE, gray=True)
     image = to_uint8(render(scene, gray=True))
     if not label:
@@ -123,7 +123,7 @@ def _stream_item(modality: Modality, rng: np.random.Generator, label: int, overl
     valid = np.ones_like(image, bool)
     valid[:, : scene.borders[0]] = False  # masked ASM borders stay black
     valid[:, PATCH_SIZE - scene.borders[1] :] = False
-    return synthesize_defect(image, rng, valid=valid)
+    return synthesize_defect(image, rng, valid=valid, strength=strength)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -152,7 +152,7 @@ def _run(jobs: list, workers: int):
     return ordered()
 
 
-def _write_modality(base: Path, modality: Modality, p: Plan, seed: int, tick, workers: int) -> None:
+def _write_modality(base: Path, modality: Modality, p: Plan, seed: int, tick, workers: int, strength: float) -> None:
     width = max(5, len(str(max(p.train, p.stream, *p.test.values()))))
     name = f"{{:0{width}d}}"
     jobs = []  # each returns [(relative paths, PNG bytes), ...]
@@ -170,7 +170,7 @@ def _write_modality(base: Path, modality: Modality, p: Plan, seed: int, tick, wo
 
     def defect(kind: str, k: int, i: int):
         def job():
-            image, mask = defect_patch(kind, modality, _rng(seed, modality, "test", i, sub=k))
+            image, mask = defect_patch(kind, modality, _rng(seed, modality, "test", i, sub=k), strength=strength)
             stem = name.format(i)
             return [
                 ([f"{layout.TEST_DIR}/{kind}/{stem}.png"], _png(image)),
@@ -184,7 +184,7 @@ def _write_modality(base: Path, modality: Modality, p: Plan, seed: int, tick, wo
     def real(group: str, kind: str, g: int, i: int):
         def job():
             rng = _rng(seed, modality, "real", i, sub=g)
-            image, _ = defect_patch(kind, modality, rng, REAL_DEFECT_SIZE, centered=True, with_mask=False)
+            image, _ = defect_patch(kind, modality, rng, REAL_DEFECT_SIZE, centered=True, with_mask=False, strength=strength)
             return [([f"{layout.SUPERVISED_DIR}/{layout.REAL_DEFECTS_DIR}/{group}/{i:04d}_{kind}.png"], _png(to_gray(image)))]
 
         return job
@@ -199,10 +199,10 @@ def _write_modality(base: Path, modality: Modality, p: Plan, seed: int, tick, wo
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
         tick()
-    _write_stream(base / layout.SUPERVISED_DIR / STREAM_FILE, modality, p, seed, tick, workers)
+    _write_stream(base / layout.SUPERVISED_DIR / STREAM_FILE, modality, p, seed, tick, workers, strength)
 
 
-def _write_stream(path: Path, modality: Modality, p: Plan, seed: int, tick, workers: int) -> None:
+def _write_stream(path: Path, modality: Modality, p: Plan, seed: int, tick, workers: int, strength: float) -> None:
     """The balanced supervised stream (§3.2, §3.2.2): images, ``syn_stream`` labels, ``ground_truth`` masks."""
     n = p.stream
     order = _rng(seed, modality, "stream_labels", 0).permutation(n)
@@ -216,7 +216,7 @@ def _write_stream(path: Path, modality: Modality, p: Plan, seed: int, tick, work
     shape = (n, PATCH_SIZE, PATCH_SIZE)
     path.parent.mkdir(parents=True, exist_ok=True)
     jobs = [
-        (lambda i=i: _stream_item(modality, _rng(seed, modality, "stream", i), int(labels[i]), bool(hidden[i])))
+        (lambda i=i: _stream_item(modality, _rng(seed, modality, "stream", i), int(labels[i]), bool(hidden[i]), strength))
         for i in range(n)
     ]
     with h5py.File(path, "w") as f:
@@ -238,14 +238,14 @@ def _write_stream(path: Path, modality: Modality, p: Plan, seed: int, tick, work
         f.attrs["generator"] = GENERATOR
         f.attrs["modality"] = modality.value
         f.attrs["overlooked_defects"] = overlooked.astype(np.int64)  # label-0 patches that hide a defect
-        for key, value in _params(p, seed).items():
+        for key, value in _params(p, seed, strength).items():
             f.attrs[key] = value
 
 
-def _params(p: Plan, seed: int) -> dict[str, int]:
+def _params(p: Plan, seed: int, strength: float) -> dict[str, int | float]:
     return {
         "seed": int(seed), "patches": int(sum(p.test.values())), "stream_patches": int(p.stream),
-        "real_area": int(p.real["area"]), "real_points": int(p.real["points"]),
+        "real_area": int(p.real["area"]), "real_points": int(p.real["points"]), "defect_strength": float(strength),
     }
 
 
@@ -255,7 +255,8 @@ def _recorded(folder: Path) -> dict | None:
         with h5py.File(folder / layout.SUPERVISED_DIR / STREAM_FILE, "r") as f:
             if f.attrs.get("generator") != GENERATOR:
                 return None
-            return {k: int(f.attrs[k]) for k in ("seed", "patches", "stream_patches", "real_area", "real_points")}
+            counts = {k: int(f.attrs[k]) for k in ("seed", "patches", "stream_patches", "real_area", "real_points")}
+            return counts | {"defect_strength": float(f.attrs.get("defect_strength", 1.0))}
     except (OSError, KeyError):
         return None
 
@@ -269,6 +270,7 @@ def generate(
     *,
     stream_patches: int | None = None,
     real_defects: int | None = None,
+    defect_strength: float = 1.0,
     overwrite: bool = False,
     workers: int | None = None,
     verbose: bool = True,
@@ -278,7 +280,9 @@ def generate(
     ``patches`` (N) is the test-split size per modality; train, stream and real-defect counts
     derive from it (:func:`plan`); ``stream_patches`` sets the supervised stream size directly
     (e.g. 20000 for a benchmark), ``real_defects`` the number of real-defect patches per group.
-    ``modalities`` defaults to all three.
+    ``modalities`` defaults to all three. ``defect_strength`` scales how visible every defect is
+    (test split, stream, real defects; 1 = ISP-AD-like small and faint, the default; e.g. 3 gives
+    defects a from-scratch model learns within a few hundred CPU steps, for pipeline checks).
 
     An existing modality folder generated with the same parameters is kept (nothing is
     rewritten); any other existing non-empty folder is an error unless ``overwrite=True``,
@@ -289,6 +293,8 @@ def generate(
     root = Path(root)
     chosen = [Modality.parse(m) for m in (modalities or list(Modality))]
     plans = {m: plan(m, patches, stream_patches, real_defects) for m in dict.fromkeys(chosen)}
+    if not (defect_strength > 0 and np.isfinite(defect_strength)):
+        raise ValueError(f"defect_strength must be a finite number > 0, got {defect_strength}")
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root)
     if workers is None:
@@ -297,13 +303,13 @@ def generate(
         target = root / modality.value
         if target.exists() and any(target.iterdir()):
             recorded = _recorded(target)
-            if not overwrite and recorded == _params(p, seed):
+            if not overwrite and recorded == _params(p, seed, defect_strength):
                 _say(verbose, f"{modality.value}: already generated with {recorded}, kept ({target})")
                 continue
             if not overwrite:
                 what = f"generated with {recorded}" if recorded else "not written by this generator"
                 raise FileExistsError(
-                    f"{target} exists and is {what}; wanted {_params(p, seed)}. "
+                    f"{target} exists and is {what}; wanted {_params(p, seed, defect_strength)}. "
                     "Pass overwrite=True (CLI: --overwrite) to replace it, or choose another --root."
                 )
         started = time.perf_counter()
@@ -312,7 +318,7 @@ def generate(
         try:
             with _Progress(verbose, modality.value, p.total) as tick:
                 warm_up(modality)
-                _write_modality(tmp, modality, p, seed, tick, workers)
+                _write_modality(tmp, modality, p, seed, tick, workers, defect_strength)
             _swap_in(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
