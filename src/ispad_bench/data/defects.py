@@ -101,10 +101,11 @@ def _amp(x, strength: float, cap: float = 1.0):
     return float(out) if np.ndim(out) == 0 else out  # a Python float keeps float32 arrays float32 (NEP 50)
 
 
-def _check_strength(strength: float) -> float:
+def check_strength(strength: float) -> float:
+    """``strength`` as a float; a ValueError unless it is finite and > 0 (the generator checks with this too)."""
     strength = float(strength)
     if not strength > 0 or not np.isfinite(strength):
-        raise ValueError(f"defect strength must be a finite number > 0, got {strength}")
+        raise ValueError(f"defect_strength must be a finite number > 0, got {strength}")
     return strength
 
 
@@ -158,12 +159,12 @@ def synthesize_defect(patch: np.ndarray, rng: np.random.Generator, **params) -> 
     if threshold <= 0:
         raise ValueError(f"threshold must be > 0 gray levels, got {threshold}")
     valid = params.get("valid")
-    strength = _check_strength(1.0 if params.get("strength") is None else params["strength"])
+    strength = check_strength(1.0 if params.get("strength") is None else params["strength"])
     for _ in range(20):  # a stroke on saturated or excluded pixels changes nothing: try again
         steps = max(1, int(round(_draw(params, "steps", rng, preset))))
         momentum = _draw(params, "momentum", rng, preset)
         radius, contrast = _draw(params, "radius", rng, preset), _draw(params, "contrast", rng, preset)
-        radius, contrast = radius * np.sqrt(strength), float(_amp(contrast, strength))
+        radius, contrast = radius * np.sqrt(strength), _amp(contrast, strength)
         margin = min(8, h // 4, w // 4)
         start = params.get("start")
         if start is None:
@@ -322,7 +323,7 @@ def defect_patch(
     ``strength`` scales how much the defect changes the scene (1: ISP-AD-like faint; see ``_scene_edits``).
     """
     modality = Modality.parse(modality)
-    strength = _check_strength(strength)
+    strength = check_strength(strength)
     area = kind in AREA_TYPES
     for _ in range(max_tries):  # some scenes cannot show a defect (no ink for a pinhole...): redraw
         scene = sample_scene(modality, rng, size)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ispad_bench.data import layout
-from ispad_bench.data.defects import AREA_TYPES, DEFECT_TYPES, POINT_TYPES, defect_patch, synthesize_defect
+from ispad_bench.data.defects import AREA_TYPES, DEFECT_TYPES, POINT_TYPES, check_strength, defect_patch, synthesize_defect
 from ispad_bench.data.modality import PATCH_SIZE, REAL_DEFECT_SIZE, Modality
 from ispad_bench.data.patterns import render, sample_scene, to_gray, to_uint8, warm_up
 
@@ -293,8 +293,7 @@ def generate(
     root = Path(root)
     chosen = [Modality.parse(m) for m in (modalities or list(Modality))]
     plans = {m: plan(m, patches, stream_patches, real_defects) for m in dict.fromkeys(chosen)}
-    if not (defect_strength > 0 and np.isfinite(defect_strength)):
-        raise ValueError(f"defect_strength must be a finite number > 0, got {defect_strength}")
+    defect_strength = check_strength(defect_strength)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root)
     if workers is None:
