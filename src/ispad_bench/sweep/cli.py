@@ -37,6 +37,7 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--job-timeout", type=float, help="seconds after which a job is killed (failure record)")
     sweep.add_argument("--maps-per-group", type=int, default=2, help="anomaly maps kept per test group for figures")
     sweep.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
+    sweep.add_argument("--wait", action="store_true", help="if another sweep runs in --out, wait for it (default: refuse)")
     sweep.set_defaults(func=main_sweep, accepts_overrides=True)
 
     report = subparsers.add_parser("report", help="tables (md/csv/tex) and figures from a sweep folder")
@@ -86,7 +87,8 @@ def main_sweep(args) -> int:
     from rich.console import Console
 
     from ispad_bench.sweep import grid
-    from ispad_bench.sweep.report import write_report
+    from ispad_bench.sweep.report import no_success_message, write_report
+    from ispad_bench.sweep.lock import SweepLock, SweepLocked
     from ispad_bench.sweep.runner import run_jobs
 
     console = Console(stderr=True)
@@ -130,15 +132,27 @@ def main_sweep(args) -> int:
     except RuntimeError as err:
         console.print(f"[red]sweep: {err}[/]")
         return 2
-    summary = run_jobs(resolved, out_dir, executor, profile=args.profile, maps_per_group=args.maps_per_group,
-                       console=console)
+    try:  # one sweep per folder: a second one would run every job again (docs/reliability.md)
+        lock = SweepLock(out_dir, wait=args.wait).acquire(on_wait=lambda m: console.print(m, soft_wrap=True))
+    except SweepLocked as err:
+        console.print(f"[red]sweep: {err}[/]", highlight=False, soft_wrap=True)
+        return 3
+    if lock.note:
+        console.print(f"[yellow]sweep: {lock.note}[/]", highlight=False, soft_wrap=True)
+    try:
+        summary = run_jobs(resolved, out_dir, executor, profile=args.profile, maps_per_group=args.maps_per_group,
+                           console=console)
+    finally:
+        lock.release()
     console.print(
         f"[bold]sweep done[/] in {summary.seconds:.1f}s: {summary.ok} ok, {len(summary.failed)} failed, "
         f"{summary.skipped} skipped (already finished) of {summary.total}"
     )
     for folder in summary.failed:
         console.print(f"  [red]failed[/]: {folder}/record.json")
-    if not args.no_report:
+    if not args.no_report and (message := no_success_message(out_dir)):
+        console.print(f"[red]report: {message}[/]", highlight=False, soft_wrap=True)
+    elif not args.no_report:
         paths = write_report(out_dir)
         console.print(f"report: {paths['md']} (also .csv/.tex)" + (f", figures in {out_dir / 'figures'}"
                                                                     if any(k.startswith(('roc', 'overlay')) for k in paths) else ""))
@@ -147,7 +161,7 @@ def main_sweep(args) -> int:
 
 def main_report(args) -> int:
     from ispad_bench.sweep import records
-    from ispad_bench.sweep.report import paper_markdown, write_report
+    from ispad_bench.sweep.report import no_success_message, paper_markdown, write_report
 
     if args.paper:
         path = (args.out or Path("results/paper")) / "tables.md"
@@ -160,4 +174,7 @@ def main_report(args) -> int:
     paths = write_report(args.runs_dir, args.out, figures=not args.no_figures)
     for name, path in paths.items():
         print(f"{name}: {path}")
+    if message := no_success_message(args.runs_dir):
+        print(f"report: {message}", file=sys.stderr)
+        return 1
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+SERVER_DIED = -1000  # pseudo return code: the fork server died, so the job's exit status is unknown
 
 
 @dataclass
@@ -152,11 +153,22 @@ def _launch_forked(spec_path: Path, log_path: Path, env: dict[str, str], timeout
             proc.kill()
             proc.join()
             return None
+        if proc.exitcode == 255 and not _alive(server_pid):  # the server reports 255 when it cannot say
+            return SERVER_DIED
         return proc.exitcode
     except BaseException:
         proc.kill()
         proc.join()
         raise
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` (a child of this process: the fork server) still runs; never reaps it
+    (multiprocessing's ``ensure_running`` waits for it and then starts a new server)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+    except ChildProcessError:
+        return False
 
 
 class LocalExecutor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -141,6 +142,8 @@ def run(spec_path: Path) -> int:
     lock.truncate(0)
     lock.write(f"{os.getpid()}\n")  # who runs this job (for operators and the kill tests)
     lock.flush()
+    # outputs of an earlier, unfinished attempt (Anomalib's v0, v1, ... folders): this attempt starts clean
+    shutil.rmtree(job_dir / "anomalib", ignore_errors=True)
     base = {k: spec[k] for k in ("key", "method", "modality", "seed", "row", "profile", "config_file", "args")}
     base.update(schema=records.SCHEMA, attempt=spec.get("attempt", 1), attempt_id=spec["attempt_id"], pid=os.getpid())
     base.update(started=_now(), versions=records.versions(), git=records.git_revision())

@@ -225,6 +225,8 @@ def _table_rows(df: pd.DataFrame, columns, pm: str, delta: str) -> tuple[list[st
 
 def _tables(df: pd.DataFrame):
     """(title, sub-frame, columns) per table in paper order."""
+    if not len(df):  # no successful job: an empty frame has no columns at all
+        return
     for table, columns in (("unsupervised", UNSUP_COLUMNS), ("supervised", SUP_COLUMNS)):
         part = df[df.table == table]
         for modality in dict.fromkeys(part.modality):
@@ -327,6 +329,20 @@ def paper_markdown() -> str:
                 + [_num(float(r[c.paper]), c.digits) for c in cols] for _, r in sub.iterrows()]
         table(f"Table {number}: {modality}, mixed-supervised ResNet18", ["Group", "#Real", "Fraction"]
               + [c.header for c in cols], body, list(sub.mcc))
+    return "\n".join(lines)
+
+
+def no_success_message(runs_dir: Path) -> str | None:
+    """``None`` when ``runs_dir`` holds a successful job; else one line, then each failed job and its log."""
+    ok, failed = load_records(Path(runs_dir))
+    if ok:
+        return None
+    lines = [f"no successful job in {runs_dir}" + (f" ({len(failed)} failed)" if failed else " (no job records)")]
+    for r in failed:
+        err = r.get("error") or {}
+        first = str(err.get("message") or "").strip().splitlines()
+        lines.append(f"  {r.get('method')} {r.get('modality')} seed {r.get('seed')}: {err.get('kind')}: "
+                     f"{first[0][:160] if first else ''}; log {Path(r['_dir']) / records.LOG}")
     return "\n".join(lines)
 
 

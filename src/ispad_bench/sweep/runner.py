@@ -22,8 +22,11 @@ from pathlib import Path
 from rich.console import Console
 
 from ispad_bench.sweep import records
-from ispad_bench.sweep.executors import Outcome, Task
+from ispad_bench.sweep.executors import SERVER_DIED, Outcome, Task
 from ispad_bench.sweep.grid import Job
+
+
+INTERRUPTED = -1001  # pseudo return code: the attempt died with an earlier sweep (no process to ask)
 
 
 @dataclass
@@ -88,7 +91,7 @@ def run_jobs(
     tasks: list[Task] = []
     for job in unique:
         job_dir = out_dir / job.rel_dir()
-        previous = records.read_json(job_dir / records.RECORD)
+        previous = _record_interrupted(job_dir, job.key) or records.read_json(job_dir / records.RECORD)
         if previous and previous.get("key") == job.key and previous.get("status") == "ok":
             summary.skipped += 1
             continue
@@ -157,6 +160,32 @@ def run_jobs(
     return summary
 
 
+def _record_interrupted(job_dir: Path, key: str) -> dict | None:
+    """The failure record of an attempt that died with its sweep (SIGKILL) before writing one.
+
+    Such an attempt left its ``job.json`` but no record with its ``attempt_id``; recording it keeps
+    the attempt numbering going. The job lock tells whether it is really gone (the caller holds the
+    sweep lock, so no other sweep can be starting it).
+    """
+    import fcntl
+
+    spec = records.read_json(job_dir / records.SPEC)
+    if spec is None or spec.get("key") != key or "attempt_id" not in spec:
+        return None
+    record = records.read_json(job_dir / records.RECORD)
+    if record is not None and record.get("attempt_id") == spec["attempt_id"]:
+        return None  # that attempt recorded itself
+    try:
+        with open(job_dir / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None  # still running somewhere: leave it alone
+    except OSError:
+        pass
+    task = Task(0, spec, job_dir / records.SPEC, job_dir / records.LOG, "")
+    return _finalize(task, Outcome(INTERRUPTED))
+
+
 def _finalize(task: Task, outcome: Outcome) -> dict:
     """The record of this attempt; written by the runner when the job could not write its own."""
     record_path = Path(task.spec["job_dir"]) / records.RECORD
@@ -167,6 +196,10 @@ def _finalize(task: Task, outcome: Outcome) -> dict:
         return record
     if outcome.returncode is None:
         kind, message = "timeout", "job exceeded --job-timeout and was killed"
+    elif outcome.returncode == INTERRUPTED:
+        kind, message = "killed", "attempt interrupted: its sweep was killed before the job wrote a record"
+    elif outcome.returncode == SERVER_DIED:
+        kind, message = "killed", "the sweep's fork server died (killed?) and took the job with it"
     elif outcome.returncode < 0:
         sig = -outcome.returncode
         kind = "oom" if sig == 9 else "killed"

@@ -1,0 +1,147 @@
+"""Hostile-but-fair use of the sweep (docs/reliability.md): an empty report, two sweeps into one
+folder, a stale lock, a killed fork server and a job killed together with its sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ispad_bench.cli import main
+from ispad_bench.sweep import records
+from ispad_bench.sweep.lock import SweepLock, SweepLocked
+
+CONFIGS = Path(__file__).parent / "sweep_configs"
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def _wait(cond, proc, timeout=300.0, what=""):
+    t0 = time.time()
+    while not cond():
+        assert proc is None or proc.poll() is None, f"sweep ended (rc {proc.returncode}) before: {what}"
+        assert time.time() - t0 < timeout, f"timed out waiting for: {what}"
+        time.sleep(0.1)
+
+
+def _job_pid(job_dir: Path) -> int | None:
+    try:
+        return int((job_dir / ".lock").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _sweep_argv(tiny_root, out, method="padim"):
+    return ["sweep", "--configs", str(CONFIGS), "--methods", method, "--modalities", "LSM-1", "--seeds", "0",
+            "--data-root", str(tiny_root), "--out", str(out), "--no-report"]
+
+
+def _start(argv):
+    return subprocess.Popen([sys.executable, "-m", "ispad_bench.cli", *argv], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_report_of_empty_folder_and_of_failed_jobs(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 1  # was: AttributeError 'DataFrame' object has no attribute 'table'
+    assert f"no successful job in {empty} (no job records)" in capsys.readouterr().err
+
+    out = tmp_path / "runs"  # every job fails: the data root does not exist
+    argv = _sweep_argv(tmp_path / "missing", out)[:-1]
+    assert main(argv) == 1  # the failures, not a crash of the report
+    err = capsys.readouterr().err
+    assert "no successful job in" in err and "1 failed" in err and "log.txt" in err
+    assert main(["report", str(out)]) == 1
+    assert "padim LSM-1 seed 0: exception" in capsys.readouterr().err
+
+
+def test_sweep_lock_refuses_waits_and_takes_over_a_stale_one(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from ispad_bench.sweep.lock import SweepLock; "
+         "l = SweepLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(float(sys.argv[2])); l.release()",
+         str(tmp_path), "3"], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(SweepLocked, match=rf"in use by another sweep \(pid {holder.pid} on "):
+        SweepLock(tmp_path).acquire()
+    waited = []
+    t0 = time.time()
+    lock = SweepLock(tmp_path, wait=True, poll_s=0.05).acquire(on_wait=waited.append)
+    assert time.time() - t0 > 0.5 and waited and f"pid {holder.pid}" in waited[0]
+    assert lock.note is None  # the holder released cleanly
+    lock.release()
+    holder.wait()
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs, as left by a SIGKILLed sweep
+    (tmp_path / ".sweep.lock").write_text(json.dumps({"pid": dead.pid, "host": "h", "started": "t"}))
+    with SweepLock(tmp_path) as lock:
+        assert f"pid {dead.pid} on h" in lock.note and "took over" in lock.note
+        assert json.loads((tmp_path / ".sweep.lock").read_text())["pid"] == os.getpid()
+
+
+def test_two_sweeps_into_one_folder_run_each_job_once(tiny_root, tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = _sweep_argv(tiny_root, out)
+    first = _start(argv)
+    _wait(lambda: any(_job_pid(p.parent) for p in out.rglob(records.SPEC)), first, what="first job running")
+    spec_path = next(out.rglob(records.SPEC))
+    spec = json.loads(spec_path.read_text())
+
+    t0 = time.time()
+    assert main(argv) == 3  # refused at once, naming the holder
+    assert time.time() - t0 < 30
+    assert f"in use by another sweep (pid {first.pid} on " in capsys.readouterr().err
+    assert json.loads(spec_path.read_text())["attempt_id"] == spec["attempt_id"]  # nothing overwritten
+
+    assert main([*argv, "--wait"]) == 0  # waits for the first, then finds its job finished
+    err = capsys.readouterr().err
+    assert "waiting for the sweep" in err and "1 already finished, 0 to run" in err
+    assert first.wait(timeout=300) == 0
+    record = json.loads((spec_path.parent / records.RECORD).read_text())
+    assert record["status"] == "ok" and record["attempt"] == 1 and record["attempt_id"] == spec["attempt_id"]
+    assert not (out / ".sweep.lock").read_text()  # released cleanly
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.slow  # ~2 min: three sweeps, one full FastFlow job
+@pytest.mark.skipif(sys.platform != "linux", reason="fork server and /proc are Linux")
+def test_killed_fork_server_and_killed_sweep_are_recorded_and_numbered(tiny_root, tmp_path):
+    out = tmp_path / "runs"
+    argv = _sweep_argv(tiny_root, out, "fastflow")
+
+    def job_dir():
+        specs = list(out.rglob(records.SPEC))
+        return specs[0].parent if specs else None
+
+    # 1) the fork server dies (OOM killer, operator): the job goes with it -> "killed", not "crash (255)"
+    proc = _start(argv)
+    _wait(lambda: job_dir() and _job_pid(job_dir()) and (job_dir() / "anomalib").is_dir(), proc, what="job fitting")
+    first_pid = _job_pid(job_dir())
+    os.kill(_ppid(first_pid), signal.SIGKILL)
+    assert proc.wait(timeout=120) == 1
+    rec = json.loads((job_dir() / records.RECORD).read_text())
+    assert rec["attempt"] == 1 and rec["error"]["kind"] == "killed" and "fork server" in rec["error"]["message"]
+
+    # 2) the sweep is SIGKILLed while its job trains: no record from the job itself ...
+    proc = _start(argv)
+    _wait(lambda: _job_pid(job_dir()) not in (None, first_pid) and (job_dir() / "anomalib").is_dir(), proc,
+          what="second attempt fitting")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((job_dir() / records.RECORD).read_text())["attempt"] == 1
+
+    # 3) ... so the next sweep records the interrupted attempt 2 and runs attempt 3 in a clean folder
+    assert _start(argv).wait(timeout=600) == 0
+    rec = json.loads((job_dir() / records.RECORD).read_text())
+    assert rec["status"] == "ok" and rec["attempt"] == 3
+    versions = sorted(p.name for p in (job_dir() / "anomalib").rglob("v*") if p.is_dir())
+    assert versions == ["v0"], versions  # no v0/v1/v2 left by the killed attempts
