@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,19 +47,24 @@ def _start(argv):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_report_of_empty_folder_and_of_failed_jobs(tmp_path, capsys):
+def test_report_of_empty_folder_and_of_failed_jobs(tiny_root, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["report", str(empty)]) == 1  # was: AttributeError 'DataFrame' object has no attribute 'table'
     assert f"no successful job in {empty} (no job records)" in capsys.readouterr().err
 
-    out = tmp_path / "runs"  # every job fails: the data root does not exist
-    argv = _sweep_argv(tmp_path / "missing", out)[:-1]
-    assert main(argv) == 1  # the failures, not a crash of the report
+    data, out = tmp_path / "data", tmp_path / "runs"  # every job fails: a truncated training image
+    shutil.copytree(tiny_root / "LSM-1", data / "LSM-1")
+    bad = data / "LSM-1" / "train_reduced" / "good" / "001.png"
+    bad.write_bytes(bad.read_bytes()[:2000])
+    assert main(_sweep_argv(data, out)[:-1]) == 1  # the failures, not a crash of the report
     err = capsys.readouterr().err
     assert "no successful job in" in err and "1 failed" in err and "log.txt" in err
     assert main(["report", str(out)]) == 1
     assert "padim LSM-1 seed 0: exception" in capsys.readouterr().err
+    record = json.loads(next(out.rglob(records.RECORD)).read_text())
+    assert record["error"]["message"].startswith(f"{bad}: unreadable image (")  # was: image file is truncated
+    assert f"{bad}: unreadable image" in next(out.rglob(records.LOG)).read_text()  # the job's terminal
 
 
 def test_sweep_lock_refuses_waits_and_takes_over_a_stale_one(tmp_path):

@@ -18,11 +18,12 @@ from anomalib import TaskType
 from anomalib.data import AnomalibDataModule
 from anomalib.data.dataclasses import ImageItem
 from anomalib.data.datasets.base.image import AnomalibDataset
-from anomalib.data.utils import Split, TestSplitMode, ValSplitMode, read_image, read_mask
+from anomalib.data.utils import Split, TestSplitMode, ValSplitMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import Transform
 from torchvision.tv_tensors import Mask
 
+from ispad_bench.data.images import read_binary_mask, read_patch
 from ispad_bench.data.layout import (
     DEFECT_GROUPS,
     GOOD_DIR,
@@ -145,9 +146,9 @@ class ISPADDataset(AnomalibDataset):
 
     def __getitem__(self, index: int) -> ImageItem:
         row = self.samples.iloc[index]
-        image = read_image(row.image_path, as_tensor=True)  # RGB in [0, 1]: grayscale ASM -> 3 equal channels
+        image = read_patch(row.image_path)  # RGB in [0, 1]: grayscale ASM -> 3 equal channels; 16-bit scaled
         if row.label_index == 1:
-            mask = read_mask(row.mask_path, as_tensor=True)
+            mask = read_binary_mask(row.mask_path)  # a bad file raises naming itself (data/images.py)
         else:
             mask = Mask(torch.zeros(image.shape[-2:], dtype=torch.uint8))
         for transform in (self.geometry, self.augmentations):

@@ -67,9 +67,23 @@ class _Entry:
         return f"{self.key} {self.shape} {self.dtype}"
 
 
+def open_hdf5(path: str | Path) -> h5py.File:
+    """``h5py.File(path, "r")``, or a one-line :class:`StreamFormatError` naming the file when it is
+    truncated, not HDF5 at all, or unreadable (h5py's bare ``OSError`` does not say which file)."""
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        reason = " ".join(str(err).split())
+        if "truncated file" in reason:
+            reason = "truncated: " + reason
+        raise StreamFormatError(f"{path}: not a readable HDF5 file ({reason})") from err
+
+
 def _datasets(path: Path) -> list[_Entry]:
     entries: list[_Entry] = []
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
 
         def visit(name: str, obj) -> None:
             if isinstance(obj, h5py.Dataset):
@@ -115,8 +129,8 @@ def discover_stream(path: str | Path) -> StreamLayout:
         raise FileNotFoundError(f"HDF5 stream not found: {path}")
     try:
         entries = _datasets(path)
-    except OSError as err:
-        raise StreamFormatError(f"{path}: not a readable HDF5 file ({err})") from err
+    except OSError as err:  # unreadable after opening
+        raise StreamFormatError(f"{path}: not a readable HDF5 file ({' '.join(str(err).split())})") from err
 
     expected = (
         f"expected datasets: '{LABELS_NAME}' (N,) uint8 labels 0/1, '{MASKS_NAME}' (N,{PATCH_SIZE},{PATCH_SIZE}) "
@@ -175,6 +189,19 @@ def hdf5_files(modality_dir: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in HDF5_SUFFIXES)
 
 
+def explain_missing_stream(files: list[Path]) -> None:
+    """Raise the precise :class:`StreamFormatError` when none of ``files`` is a readable stream:
+    an unreadable file names itself; a lone non-real-defect file gets :func:`discover_stream`'s
+    message (which dataset is missing). Returns when it has nothing more precise to say."""
+    candidates = []
+    for path in files:
+        entries = _datasets(path)  # raises for a truncated / non-HDF5 file, naming it
+        if not _real_defect_keys(entries) or _has_stream_labels(entries):
+            candidates.append(path)
+    if len(candidates) == 1:
+        discover_stream(candidates[0])
+
+
 def _real_defect_keys(entries: list[_Entry]) -> dict[str, list[_Entry]]:
     found: dict[str, list[_Entry]] = {}
     for group in GROUPS:
@@ -231,10 +258,9 @@ class RealDefectPool:
 
     def load(self, i: int) -> np.ndarray:
         if self.files is not None:
-            from PIL import Image
+            from ispad_bench.data.images import read_gray8
 
-            with Image.open(self.files[i]) as img:
-                array = np.asarray(img.convert("L") if img.mode not in ("L", "I;16") else img)
+            array = read_gray8(self.files[i])  # 16-bit scaled to 8 bits (was: wrapped modulo 256)
         else:
             path, key = self.h5  # type: ignore[misc]
             with h5py.File(path, "r") as f:

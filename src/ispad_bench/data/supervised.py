@@ -37,6 +37,7 @@ from ispad_bench.data.hdf5 import (
     LABELS_NAME,
     StreamFormatError,
     discover_stream,
+    explain_missing_stream,
     hdf5_files,
     is_stream_file,
     real_defect_pools,
@@ -230,6 +231,8 @@ class ISPADSupervised(AnomalibDataModule):
             return Path(self.stream_file)
         mod_dir = modality_dir(self.root, self.modality)
         streams = [p for p in hdf5_files(mod_dir) if _has_labels(p)]
+        if not streams:  # say what is wrong with the file(s) rather than "pass stream_file"
+            explain_missing_stream(hdf5_files(mod_dir))
         if len(streams) != 1:
             found = ", ".join(str(p) for p in hdf5_files(mod_dir)) or "no HDF5 files"
             raise FileNotFoundError(
@@ -358,5 +361,5 @@ def to_image_batch(batch: dict) -> ImageBatch:
 def _has_labels(path: Path) -> bool:
     try:
         return is_stream_file(path)
-    except OSError:  # an unreadable file is not the stream; `data check` reports it
+    except (OSError, StreamFormatError):  # an unreadable file is not the stream; `data check` reports it
         return False
