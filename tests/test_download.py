@@ -173,13 +173,13 @@ def test_tar_links_leaving_the_root_are_rejected(tmp_path):
 
 def test_record_shapes():
     new = {"files": [{"key": "a.zip", "size": 3, "checksum": "md5:abc",
-                      "links": {"self": "http://x/api/records/1/files/a.zip", "content": "http://x/a/content"}}]}
-    legacy = {"files": [{"key": "a.zip", "size": 3, "checksum": "md5:abc", "links": {"self": "http://x/a"}}]}
+                      "links": {"self": "https://x/api/records/1/files/a.zip", "content": "https://x/a/content"}}]}
+    legacy = {"files": [{"key": "a.zip", "size": 3, "checksum": "md5:abc", "links": {"self": "https://x/a"}}]}
     nested = {"files": {"entries": {"a.zip": {"key": "a.zip", "size": 3, "checksum": "md5:abc",
-                                              "links": {"content": "http://x/c"}}}}}
-    assert [f.url for f in record_files(new)] == ["http://x/a/content"]
-    assert [(f.key, f.size, f.md5, f.url) for f in record_files(legacy)] == [("a.zip", 3, "abc", "http://x/a")]
-    assert record_files(nested)[0].url == "http://x/c"
+                                              "links": {"content": "https://x/c"}}}}}
+    assert [f.url for f in record_files(new)] == ["https://x/a/content"]
+    assert [(f.key, f.size, f.md5, f.url) for f in record_files(legacy)] == [("a.zip", 3, "abc", "https://x/a")]
+    assert record_files(nested)[0].url == "https://x/c"
     with pytest.raises(DownloadError, match="lists no files"):
         record_files({"files": []})
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CONFIGS = Path(__file__).parent / "sweep_configs"
 
 RUN_TWICE = """
@@ -35,3 +37,22 @@ def test_anomalib_train_twice_gives_identical_metrics(tiny_root, tmp_path):
     first, second = json.loads(line[0][len("METRICS "):])
     assert first["pixel_AUROC"] > 0 and "threshold" in first
     assert first == second
+
+
+@pytest.mark.parametrize(("model", "arg", "value"), [
+    ("GlassISPAD", "gaussian_noise_std", float("nan")),  # was: binary_cross_entropy deep in training
+    ("GlassISPAD", "radius_quantile", 1.5),
+    ("GlassISPAD", "limit", 0),
+    ("Ddad", "beta_end", 1.0),
+    ("Ddad", "lr", float("inf")),
+    ("MixedSupervised", "momentum", -0.1),
+    ("MixedSupervised", "lr", float("nan")),
+    ("EfficientAdISPAD", "lr", 0.0),
+    ("UflowISPAD", "flow_steps", 2.5),
+    ("UflowISPAD", "affine_clamp", float("nan")),
+])
+def test_model_refuses_bad_numbers_naming_the_argument(model, arg, value):
+    import ispad_bench.models as models
+
+    with pytest.raises(ValueError, match=rf"^{model}: {arg} must be a (finite|whole) number in .*, got {value!r}$"):
+        getattr(models, model)(**{arg: value}, pre_trained=False)

@@ -8,13 +8,17 @@ leaving the root), and finally runs ``data check``. Only the standard library do
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -51,10 +55,23 @@ def record_files(record: dict) -> list[RemoteFile]:
         checksum = entry.get("checksum") or ""
         md5 = checksum.split(":", 1)[1] if checksum.startswith("md5:") else (checksum or None)
         size = entry.get("size", entry.get("filesize"))
-        out.append(RemoteFile(key, int(size) if size is not None else None, md5, url))
+        out.append(RemoteFile(key, int(size) if size is not None else None, md5, _check_url(url)))
     if not out:
         raise DownloadError("the record lists no files")
     return out
+
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_url(url: str) -> str:
+    """Only https downloads (plain http to this machine, for tests): a record must never make us copy
+    ``file:///...`` or another scheme's content into the root."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "https" or (parsed.scheme == "http" and parsed.hostname in _LOCAL_HOSTS):
+        return url
+    raise DownloadError(f"refusing download link {url!r}: only https links are accepted")
 
 
 def _safe_name(key: str) -> str:
@@ -108,6 +125,11 @@ def download_file(remote: RemoteFile, cache: Path, progress) -> Path:
     for attempt in (1, 2):
         _fetch(remote, part, progress)
         got = _md5(part)
+        if remote.size is not None and part.stat().st_size != remote.size:
+            size = part.stat().st_size
+            part.unlink()
+            raise DownloadError(f"{remote.key}: {size} bytes downloaded, the record says {remote.size}; "
+                                "the partial file was deleted")
         if remote.md5 is None or got == remote.md5:
             os.replace(part, final)
             return final
@@ -144,7 +166,16 @@ def _is_zip_symlink(info: zipfile.ZipInfo) -> bool:
 
 
 def extract(archive: Path, dest: Path) -> None:
-    """Extract a zip or tar archive into ``dest`` after validating every member (all or nothing)."""
+    """Extract a zip or tar archive into ``dest`` after validating every member; a damaged archive
+    (bad CRC, truncated member, junk) is a :class:`DownloadError` naming it."""
+    try:
+        _extract(archive, dest)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, ValueError) as err:
+        raise DownloadError(f"{archive.name}: damaged archive ({type(err).__name__}: {err}); "
+                            "delete it and run the command again") from err
+
+
+def _extract(archive: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -154,6 +185,8 @@ def extract(archive: Path, dest: Path) -> None:
             ]
             if bad := [p for p in problems if p]:
                 raise DownloadError(f"{archive.name}: unsafe archive, nothing extracted: " + "; ".join(bad))
+            if broken := zf.testzip():  # CRC of every member before anything is written
+                raise DownloadError(f"{archive.name}: damaged archive (bad CRC in {broken}), nothing extracted")
             zf.extractall(dest)  # zipfile writes links as plain files, never follows them
         return
     if tarfile.is_tarfile(archive):
@@ -196,16 +229,25 @@ def main_download(root: str | Path, record: str = "14911043", api_url: str = "ht
 
     root = Path(root)
     cache = root / CACHE_DIR
-    cache.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     try:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DownloadError(f"cannot write into {root}: {err.strerror or err}") from err
         files = record_files(fetch_record(api_url, record))
         with Progress(*columns) as progress:
             for remote in files:
                 done = cache / f"{_safe_name(remote.key)}.done"  # finished on an earlier run
                 if done.exists() and done.read_text() == (remote.md5 or ""):
                     continue
+                if remote.md5 is None:
+                    progress.console.print(f"[bold yellow]warning: the record gives no checksum for {remote.key}: "
+                                           f"{'only its size is' if remote.size is not None else 'NOT'} verified[/]")
                 path = download_file(remote, cache, progress)
+                if path.name.lower().endswith(ARCHIVE_SUFFIXES) and not _is_archive(path):
+                    raise DownloadError(f"{path}: named like an archive but is not a readable zip/tar file "
+                                        "(truncated or junk); not extracted, not marked done")
                 if _is_archive(path):
                     progress.console.print(f"extracting {path.name}")
                     extract(path, root)
@@ -215,5 +257,8 @@ def main_download(root: str | Path, record: str = "14911043", api_url: str = "ht
                 done.write_text(remote.md5 or "")
     except DownloadError as err:
         print(f"error: {err}")
+        return 1
+    except OSError as err:  # disk full, permissions while moving/extracting: one line, not a traceback
+        print(f"error: {err.filename or root}: {err.strerror or err}")
         return 1
     return main_check(root)

@@ -26,6 +26,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.utils.path import get_pretrained_weights_dir
 from anomalib.visualization import Visualizer
 
+from ispad_bench.models.args import check
 from ispad_bench.models.weights import MissingWeightsError
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class EfficientAdISPAD(EfficientAd):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        check("EfficientAdISPAD", lr=(lr, "(0, inf)"), weight_decay=(weight_decay, "[0, inf)"),
+              integers=dict(teacher_out_channels=(teacher_out_channels, "[1, inf)"), image_size=(image_size, "[1, inf)")))
         if image_size < MIN_IMAGE_SIZE:
             msg = f"EfficientAD needs image_size >= {MIN_IMAGE_SIZE} (its autoencoder), got {image_size}"
             raise ValueError(msg)

@@ -16,6 +16,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from ispad_bench.models.args import check
 from ispad_bench.models.offline_timm import deferred_backbone_context
 from ispad_bench.models.weights import RaiseMissingWeightsAtSetup
 
@@ -54,6 +55,9 @@ class UflowISPAD(RaiseMissingWeightsAtSetup, Uflow):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        check("UflowISPAD", affine_clamp=(affine_clamp, "(0, inf)"),
+              affine_subnet_channels_ratio=(affine_subnet_channels_ratio, "(0, inf)"),
+              integers=dict(flow_steps=(flow_steps, "[1, inf)"), image_size=(image_size, "[1, inf)")))
         if backbone not in BACKBONE_WEIGHTS:
             msg = f"U-Flow backbone must be one of {sorted(BACKBONE_WEIGHTS)}, got {backbone!r}"
             raise ValueError(msg)

@@ -30,6 +30,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
+from ispad_bench.models.args import check
 from ispad_bench.models.ddad.torch_model import DdadModel, _load_state, center_crop, load_official_unet
 from ispad_bench.models.weights import MissingWeightsError, RaiseMissingWeightsAtSetup
 
@@ -115,6 +116,15 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        check("Ddad", unet_dropout=(unet_dropout, "[0, 1)"), lr=(lr, "(0, inf)"), weight_decay=(weight_decay, "[0, inf)"),
+              beta_start=(beta_start, "(0, 1)"), beta_end=(beta_end, "(0, 1)"), w=(w, "[0, inf)"),
+              w_da=(w_da, "[0, inf)"), da_lr=(da_lr, "(0, inf)"), da_weight_decay=(da_weight_decay, "[0, inf)"),
+              da_lambda=(da_lambda, "[0, inf)"), eta=(eta, "[0, inf)"), v=(v, "[0, inf)"),
+              integers=dict(image_size=(image_size, "[1, inf)"), in_channels=(in_channels, "[1, inf)"),
+                            unet_base_channels=(unet_base_channels, "[1, inf)"), unet_heads=(unet_heads, "[1, inf)"),
+                            diffusion_steps=(diffusion_steps, "[0, inf)"), da_epochs=(da_epochs, "[0, inf)"),
+                            trajectory_steps=(trajectory_steps, "[1, inf)"), test_start=(test_start, "[1, inf)"),
+                            skip=(skip, "[1, inf)"), map_crop=(map_crop, "[1, inf)"), seed=(seed, "[0, 4294967296)")))
         super().__init__(
             pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )

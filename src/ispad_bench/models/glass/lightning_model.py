@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import optim
 from torchvision.transforms.v2 import Compose, Normalize
 
+from ispad_bench.models.args import check
 from ispad_bench.models.offline_timm import deferred_backbone_context
 from ispad_bench.models.weights import RaiseMissingWeightsAtSetup
 
@@ -86,6 +87,17 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        check("GlassISPAD", lr=(lr, "(0, inf)"), gaussian_noise_std=(gaussian_noise_std, "(0, inf)"),
+              radius_quantile=(radius_quantile, "[0, 1]"), focal_quantile=(focal_quantile, "[0, 1]"),
+              beta_mean=(beta_mean, "[0, 1]"), beta_std=(beta_std, "[0, inf)"),
+              integers=dict(image_size=(image_size, "[1, inf)"), texture_resize=(texture_resize, "[1, inf)"),
+                            pretrain_embed_dim=(pretrain_embed_dim, "[1, inf)"),
+                            target_embed_dim=(target_embed_dim, "[1, inf)"), patchsize=(patchsize, "[1, inf)"),
+                            pre_projection=(pre_projection, "[0, inf)"),
+                            discriminator_layers=(discriminator_layers, "[1, inf)"),
+                            discriminator_hidden=(discriminator_hidden, "[1, inf)"), step=(step, "[0, inf)"),
+                            limit=(limit, "[1, inf)"), texture_augmentations=(texture_augmentations, "[0, inf)"),
+                            seed=(seed, "[0, 4294967296)")))
         if pre_processor is True:
             pre_processor = Glass.configure_pre_processor((image_size, image_size))
         super().__init__(

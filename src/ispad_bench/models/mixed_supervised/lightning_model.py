@@ -26,6 +26,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 
+from ispad_bench.models.args import check
 from ispad_bench.models.mixed_supervised.torch_model import MixedSupervisedModel
 from ispad_bench.models.weights import MissingWeightsError, RaiseMissingWeightsAtSetup
 
@@ -87,6 +88,11 @@ class MixedSupervised(RaiseMissingWeightsAtSetup, AnomalibModule):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        check("MixedSupervised", lr=(lr, "(0, inf)"), weight_decay=(weight_decay, "[0, inf)"),
+              momentum=(momentum, "[0, 1)"),
+              integers=dict(t_0=(t_0, "[1, inf)"), t_mult=(t_mult, "[1, inf)"),
+                            early_stopping_patience=(early_stopping_patience, "[0, inf)"),
+                            image_size=(image_size, "[1, inf)")))
         super().__init__(pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator,
                          visualizer=visualizer)
         if pre_processor is True and image_size != 256:
