@@ -1,10 +1,11 @@
-"""Plain ``anomalib train --config`` of a project config is reproducible (cli_seed.py), and every
+"""Plain ``anomalib train --config`` of a project config is reproducible (anomalib_cli.py), and every
 model refuses out-of-range numeric arguments at construction, naming the argument."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,21 +23,32 @@ for i in range(2):
                        "--data.init_args.modality", "LSM-1", "--default_root_dir", f"{sys.argv[3]}/run{i}",
                        "--seed_everything", "0"])
     out.append({k: float(v) for k, v in cli.engine.trainer.callback_metrics.items()})
-print("METRICS " + json.dumps(out))
+print("METRICS " + json.dumps(out), flush=True)
+# then a truncated training image read by a DataLoader worker: uncaught, as under the console script
+AnomalibCLI(["train", "--config", sys.argv[1], "--data.init_args.root", sys.argv[4], "--data.init_args.modality",
+             "LSM-1", "--default_root_dir", f"{sys.argv[3]}/bad", "--data.init_args.num_workers", "1"])
 """
 
 
-def test_anomalib_train_twice_gives_identical_metrics(tiny_root, tmp_path):
+def test_anomalib_train_twice_gives_identical_metrics_and_bad_input_is_one_line(tiny_root, tmp_path):
     # PaDiM with random ResNet18 weights and a random feature subset: every number depends on the seed
     # (unseeded, on main: pixel AUROC 0.592 vs 0.556, thresholds 4.82 vs 4.71)
+    bad_root = tmp_path / "bad"
+    shutil.copytree(tiny_root / "LSM-1", bad_root / "LSM-1")
+    bad = bad_root / "LSM-1" / "train_reduced" / "good" / "002.png"
+    bad.write_bytes(bad.read_bytes()[:1500])
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("ISPAD_TRACEBACK", None)
     proc = subprocess.run([sys.executable, "-c", RUN_TWICE, str(CONFIGS / "padim" / "default.yaml"), str(tiny_root),
-                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+                           str(tmp_path), str(bad_root)], capture_output=True, text=True, env=env, timeout=600)
     line = [t for t in proc.stdout.splitlines() if t.startswith("METRICS ")]
-    assert proc.returncode == 0 and line, proc.stderr[-3000:]
+    assert line, proc.stderr[-3000:]
     first, second = json.loads(line[0][len("METRICS "):])
     assert first["pixel_AUROC"] > 0 and "threshold" in first
     assert first == second
+    # was a traceback ending in "OSError: image file is truncated", the file unnamed
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: unreadable image (")
 
 
 @pytest.mark.parametrize(("model", "arg", "value"), [

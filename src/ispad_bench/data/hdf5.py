@@ -26,6 +26,7 @@ import numpy as np
 
 from ispad_bench.data.layout import GROUPS, REAL_DEFECTS_DIR, SUPERVISED_DIR
 from ispad_bench.data.modality import PATCH_SIZE, REAL_DEFECT_SIZE
+from ispad_bench.errors import InputError
 
 LABELS_NAME = "syn_stream"  # paper appendix: image-level labels of the stream
 MASKS_NAME = "ground_truth"  # paper appendix: pixel-level masks
@@ -34,7 +35,7 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _LABEL_CHECK_CHUNK = 1 << 20
 
 
-class StreamFormatError(ValueError):
+class StreamFormatError(InputError, ValueError):
     """An HDF5 file does not hold the expected supervised datasets; the message lists its contents."""
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ispad_bench.errors import InputError
+
 _SCALE = {"1": 1.0, "L": 255.0, "P": 255.0, "RGB": 255.0, "RGBA": 255.0, "LA": 255.0,
           "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
 
 
-class ImageReadError(OSError):
+class ImageReadError(InputError, OSError):
     """A patch or mask cannot be read (truncated, not an image, unsupported bit depth); names the file."""
 
 

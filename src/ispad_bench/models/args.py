@@ -12,6 +12,12 @@ from __future__ import annotations
 import math
 import numbers
 
+from ispad_bench.errors import InputError
+
+
+class BadArgument(InputError, ValueError):
+    """A model argument out of its range; the message names model, argument and range."""
+
 
 def _parse(interval: str) -> tuple[float, float, bool, bool]:
     low, high = (float(x) for x in interval[1:-1].split(","))
@@ -19,7 +25,7 @@ def _parse(interval: str) -> tuple[float, float, bool, bool]:
 
 
 def check(owner: str, integers: dict | None = None, **floats) -> None:
-    """Raise ``ValueError("<owner>: <arg> must be ... in <interval>, got <value>")`` for the first
+    """Raise ``BadArgument("<owner>: <arg> must be ... in <interval>, got <value>")`` for the first
     bad argument. ``floats``/``integers`` map an argument name to ``(value, interval)``; a value
     of ``None`` is skipped (optional arguments)."""
     for kind, args in (("a finite number", floats), ("a whole number", integers or {})):
@@ -33,4 +39,4 @@ def check(owner: str, integers: dict | None = None, **floats) -> None:
             if ok:
                 ok = (value >= low if closed_low else value > low) and (value <= high if closed_high else value < high)
             if not ok:
-                raise ValueError(f"{owner}: {name} must be {kind} in {interval}, got {value!r}")
+                raise BadArgument(f"{owner}: {name} must be {kind} in {interval}, got {value!r}")

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ispad_bench.errors import one_line
 from ispad_bench.sweep import records
 
 
@@ -163,7 +164,7 @@ def run(spec_path: Path) -> int:
             "error": {
                 "kind": _error_kind(err),
                 "type": type(err).__name__,
-                "message": str(err)[:4000],
+                "message": one_line(err)[:4000],  # a DataLoader worker's error unwrapped
                 "phase": state["phase"],
                 "traceback": traceback.format_exc()[-20000:],
             },

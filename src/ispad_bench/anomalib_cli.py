@@ -1,4 +1,4 @@
-"""Make ``seed_everything`` of a config take effect under plain ``anomalib train --config ...``.
+"""Under plain ``anomalib train --config ...``: apply the config's seed, print bad input as one line.
 
 Anomalib 2.7's CLI declares ``--seed_everything`` (default ``True``) but never applies it, so two
 identical ``anomalib train`` runs of one of our configs differed (GLASS: image AUROC 0.560 vs 0.495)
@@ -6,12 +6,17 @@ while the sweep, which seeds, was bit-identical; docs/sweep.md promises they mea
 CLI imports our classes while it parses the config (``class_path: ispad_bench...``), i.e. before it
 builds model and data; at that moment :func:`install` wraps its ``before_instantiate_classes`` hook
 to seed first, with Lightning's semantics (int: that seed; ``True``: a random seed, written back
-into the config; ``False``: no seeding).
+into the config; ``False``: no seeding). It also sets an excepthook that prints an uncaught
+:class:`~ispad_bench.errors.InputError` (unreadable image, bad HDF5, out-of-range argument) as
+``error: <message>`` instead of a traceback (``ISPAD_TRACEBACK=1`` restores it).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+
+from ispad_bench.errors import InputError, one_line
 
 _MARK = "_ispad_applies_seed"
 
@@ -29,7 +34,8 @@ def apply_seed(cli) -> None:
 
 
 def install() -> bool:
-    """Wrap ``AnomalibCLI.before_instantiate_classes`` once, if the Anomalib CLI is running."""
+    """Wrap ``AnomalibCLI.before_instantiate_classes`` and set the excepthook, once, if the Anomalib
+    CLI is running."""
     module = sys.modules.get("anomalib.cli.cli")
     cls = getattr(module, "AnomalibCLI", None)
     if cls is None or getattr(cls.before_instantiate_classes, _MARK, False):
@@ -42,4 +48,13 @@ def install() -> bool:
 
     setattr(before_instantiate_classes, _MARK, True)
     cls.before_instantiate_classes = before_instantiate_classes
+    previous = sys.excepthook
+
+    def excepthook(kind, value, tb) -> None:
+        if isinstance(value, InputError) and not os.environ.get("ISPAD_TRACEBACK"):
+            print(f"error: {one_line(value)}", file=sys.stderr)
+            return
+        previous(kind, value, tb)
+
+    sys.excepthook = excepthook
     return True

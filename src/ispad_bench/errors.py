@@ -1,0 +1,23 @@
+"""The mark of an error caused by the user's input (a file, an argument), not by a bug.
+
+Raised as, e.g., ``class ImageReadError(InputError, OSError)``: callers keep catching the usual
+built-in type, and the command lines print an ``InputError`` as its one-line message instead of a
+traceback (``anomalib_cli.py``; ``ISPAD_TRACEBACK=1`` shows the traceback again).
+"""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Bad input; its message names the file or argument and what is wrong, on one line."""
+
+
+def one_line(err: BaseException) -> str:
+    """The user-facing line of ``err``; unwraps PyTorch's DataLoader re-raise ("Caught X in
+    DataLoader worker process 0. Original Traceback ... X: <message>")."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1].strip()
+        prefix = f"{type(err).__name__}: "
+        text = last[len(prefix):] if last.startswith(prefix) else last
+    return text
