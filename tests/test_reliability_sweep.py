@@ -152,3 +152,25 @@ def test_killed_fork_server_and_killed_sweep_are_recorded_and_numbered(tiny_root
     assert rec["status"] == "ok" and rec["attempt"] == 3
     versions = sorted(p.name for p in (job_dir() / "anomalib").rglob("v*") if p.is_dir())
     assert versions == ["v0"], versions  # no v0/v1/v2 left by the killed attempts
+
+
+def test_interrupted_attempt_is_recorded_once_and_only_if_it_started(tmp_path):
+    import fcntl
+
+    from ispad_bench.sweep.runner import _record_interrupted
+
+    spec = {"key": "k", "method": "padim", "modality": "LSM-1", "seed": 0, "row": None, "profile": "smoke",
+            "config_file": "c.yaml", "args": [], "job_dir": str(tmp_path), "attempt": 2, "attempt_id": "a2"}
+    records.write_json(tmp_path / records.SPEC, spec)
+    assert _record_interrupted(tmp_path, "k") is None  # spec written, job never started (no lock)
+    (tmp_path / ".lock").write_text("123\na1\n")
+    assert _record_interrupted(tmp_path, "k") is None  # the lock names an earlier attempt
+    (tmp_path / ".lock").write_text("124\na2\n")
+    with open(tmp_path / ".lock", "a") as held:  # the attempt still runs (flock: per open file, so this blocks)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert _record_interrupted(tmp_path, "k") is None
+    assert _record_interrupted(tmp_path, "other-key") is None
+    record = _record_interrupted(tmp_path, "k")
+    assert record["attempt"] == 2 and record["status"] == "failed" and record["error"]["kind"] == "killed"
+    assert json.loads((tmp_path / records.RECORD).read_text())["attempt_id"] == "a2"
+    assert _record_interrupted(tmp_path, "k") is None  # recorded once

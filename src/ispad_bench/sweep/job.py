@@ -141,7 +141,7 @@ def run(spec_path: Path) -> int:
     lock = open(job_dir / ".lock", "a")  # noqa: SIM115 (held for the process lifetime)
     fcntl.flock(lock, fcntl.LOCK_EX)  # wait for a stray earlier attempt, if any, to end
     lock.truncate(0)
-    lock.write(f"{os.getpid()}\n")  # who runs this job (for operators and the kill tests)
+    lock.write(f"{os.getpid()}\n{spec.get('attempt_id')}\n")  # who runs which attempt (operators, kill tests, resume)
     lock.flush()
     # outputs of an earlier, unfinished attempt (Anomalib's v0, v1, ... folders): this attempt starts clean
     shutil.rmtree(job_dir / "anomalib", ignore_errors=True)

@@ -176,12 +176,15 @@ def _record_interrupted(job_dir: Path, key: str) -> dict | None:
     if record is not None and record.get("attempt_id") == spec["attempt_id"]:
         return None  # that attempt recorded itself
     try:
-        with open(job_dir / ".lock", "a") as lock:
+        with open(job_dir / ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock.seek(0)
+            if spec["attempt_id"] not in lock.read().split():
+                return None  # written by a sweep that was killed before it started this attempt
     except BlockingIOError:
         return None  # still running somewhere: leave it alone
     except OSError:
-        pass
+        return None
     task = Task(0, spec, job_dir / records.SPEC, job_dir / records.LOG, "")
     return _finalize(task, Outcome(INTERRUPTED))
 
