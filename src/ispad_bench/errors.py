@@ -12,6 +12,14 @@ class InputError(Exception):
     """Bad input; its message names the file or argument and what is wrong, on one line."""
 
 
+class BadArgument(InputError, ValueError):
+    """An argument out of its range or set; the message names it, its allowed values and what came."""
+
+
+class MissingDataError(InputError, FileNotFoundError):
+    """A folder or file the dataset layout needs is absent; the message names it."""
+
+
 def one_line(err: BaseException) -> str:
     """The user-facing line of ``err``; unwraps PyTorch's DataLoader re-raise ("Caught X in
     DataLoader worker process 0. Original Traceback ... X: <message>")."""

@@ -37,6 +37,7 @@ from ispad_bench.data.layout import (
     modality_dir,
 )
 from ispad_bench.data.modality import PATCH_SIZE, Modality
+from ispad_bench.errors import BadArgument, MissingDataError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _images(folder: Path) -> list[Path]:
 def train_folder(mod_dir: Path, train_split: str) -> Path:
     """``train_reduced/good`` or ``train/good``; a missing reduced split falls back to a small ``train``."""
     if train_split not in TRAIN_DIRS:
-        raise ValueError(f"train_split must be one of {sorted(TRAIN_DIRS)}, got {train_split!r}")
+        raise BadArgument(f"train_split must be one of {sorted(TRAIN_DIRS)}, got {train_split!r}")
     folder = mod_dir / TRAIN_DIRS[train_split] / GOOD_DIR
     if folder.is_dir():
         return folder
@@ -60,11 +61,11 @@ def train_folder(mod_dir: Path, train_split: str) -> Path:
         if count <= REDUCED_MAX:
             logger.warning("%s missing; training on %s (%d <= %d images)", folder, full, count, REDUCED_MAX)
             return full
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"{folder} missing and {full} holds {count} > {REDUCED_MAX} images; the paper trained on the "
             f"reduced split (§3.2.1, §4.3.6): provide it or pass train_split='full'"
         )
-    raise FileNotFoundError(f"training folder not found: {folder}")
+    raise MissingDataError(f"training folder not found: {folder}")
 
 
 def make_ispad_samples(
@@ -79,7 +80,7 @@ def make_ispad_samples(
     else:
         test_dir = mod_dir / TEST_DIR
         if not test_dir.is_dir():
-            raise FileNotFoundError(f"test folder not found: {test_dir}")
+            raise MissingDataError(f"test folder not found: {test_dir}")
         for folder in sorted(p for p in test_dir.iterdir() if p.is_dir()):
             for image in _images(folder):
                 if folder.name == GOOD_DIR:
@@ -87,11 +88,11 @@ def make_ispad_samples(
                     continue
                 mask = mod_dir / MASK_DIR / folder.name / f"{image.stem}{MASK_SUFFIX}.png"
                 if not mask.is_file():
-                    raise FileNotFoundError(f"no mask for defect image {image}: expected {mask}")
+                    raise MissingDataError(f"no mask for defect image {image}: expected {mask}")
                 rows.append((image, str(mask), 1, folder.name))
     if not rows:
         where = train_folder(mod_dir, train_split) if split == Split.TRAIN else mod_dir / TEST_DIR
-        raise FileNotFoundError(f"no images in {where}")
+        raise MissingDataError(f"no images in {where}")
     samples = pd.DataFrame(rows, columns=["image_path", "mask_path", "label_index", "defect"])
     samples["image_path"] = samples["image_path"].map(str)
     samples["label"] = samples["label_index"].map({0: "normal", 1: "abnormal"})
@@ -209,9 +210,9 @@ class ISPAD(AnomalibDataModule):
     ) -> None:
         mode = str(getattr(val_split_mode, "value", val_split_mode)).lower()
         if mode not in VAL_SPLIT_MODES:
-            raise ValueError(f"val_split_mode must be one of {VAL_SPLIT_MODES}, got {val_split_mode!r}")
+            raise BadArgument(f"val_split_mode must be one of {VAL_SPLIT_MODES}, got {val_split_mode!r}")
         if train_split not in TRAIN_DIRS:
-            raise ValueError(f"train_split must be one of {sorted(TRAIN_DIRS)}, got {train_split!r}")
+            raise BadArgument(f"train_split must be one of {sorted(TRAIN_DIRS)}, got {train_split!r}")
         super().__init__(
             train_batch_size=train_batch_size,
             eval_batch_size=eval_batch_size,
@@ -232,7 +233,7 @@ class ISPAD(AnomalibDataModule):
         self.defect_groups = dict(defect_groups) if defect_groups else dict(DEFECT_GROUPS)
         crop = self.modality.border_crop_px if border_crop is None else int(border_crop)
         if not 0 <= 2 * crop < PATCH_SIZE:
-            raise ValueError(f"border_crop={crop} leaves no image of a {PATCH_SIZE} px patch")
+            raise BadArgument(f"border_crop={crop} leaves no image of a {PATCH_SIZE} px patch")
         self.border_crop = crop
         self.eval_geometry = geometry(crop, center_crop, image_size)
         self.train_geometry = geometry(crop if border_crop_train else 0, center_crop, image_size)
@@ -250,7 +251,7 @@ class ISPAD(AnomalibDataModule):
         try:
             self.modality_dir  # noqa: B018
         except FileNotFoundError as err:
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"{err}. Get ISP-AD with `ispad-bench data download --root {self.root}` or generate a "
                 f"miniature with `ispad-bench data synth --root {self.root}`"
             ) from err

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ispad_bench.data.modality import Modality
+from ispad_bench.errors import MissingDataError
 
 TRAIN_DIRS = {"full": "train", "reduced": "train_reduced"}
 TEST_DIR = "test"
@@ -66,4 +67,4 @@ def modality_dir(root: str | Path, modality: Modality | str) -> Path:
                 return candidate
         except ValueError:
             continue
-    raise FileNotFoundError(f"no {modality.value} folder under {root} (expected e.g. {root / modality.value})")
+    raise MissingDataError(f"no {modality.value} folder under {root} (expected e.g. {root / modality.value})")

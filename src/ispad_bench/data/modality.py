@@ -15,6 +15,8 @@ from enum import Enum
 from functools import cached_property
 from importlib import resources
 
+from ispad_bench.errors import BadArgument
+
 
 def _reference_rows(name: str) -> dict[str, dict[str, str]]:
     text = resources.files("ispad_bench.reference").joinpath(name).read_text()
@@ -68,7 +70,7 @@ class Modality(str, Enum):
             if modality.value.replace("-", "") == key:
                 return modality
         valid = ", ".join(m.value for m in cls)
-        raise ValueError(f"unknown modality {name!r}; valid names: {valid} (also e.g. 'lsm1', 'LSM_1')")
+        raise BadArgument(f"unknown modality {name!r}; valid names: {valid} (also e.g. 'lsm1', 'LSM_1')")
 
     @property
     def slug(self) -> str:

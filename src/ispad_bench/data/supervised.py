@@ -45,6 +45,7 @@ from ispad_bench.data.hdf5 import (
 from ispad_bench.data.layout import DEFECT_GROUPS, GROUPS, modality_dir
 from ispad_bench.data.modality import REAL_DEFECT_SIZE, Modality
 from ispad_bench.data.stream import HeldOutStream, StreamBatches, StreamConfig, StreamSampler, finish_batch, keep_batch
+from ispad_bench.errors import BadArgument, MissingDataError
 from ispad_bench.data.stream import block_length
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,10 @@ def parse_fraction(value: float | str) -> Fraction:
     try:
         frac = Fraction(str(value).strip()).limit_denominator(64)
     except (ValueError, ZeroDivisionError) as err:
-        raise ValueError(f"real_fraction {value!r} is not a number") from err
+        raise BadArgument(f"real_fraction {value!r} is not a number") from err
     if frac not in FRACTIONS or not math.isclose(float(frac), float(Fraction(str(value).strip())), abs_tol=1e-9):
         allowed = ", ".join(str(f) for f in FRACTIONS)
-        raise ValueError(f"real_fraction must be one of {allowed} (§5.2), got {value!r}")
+        raise BadArgument(f"real_fraction must be one of {allowed} (§5.2), got {value!r}")
     return frac
 
 
@@ -98,7 +99,7 @@ def select_real(pool_ids: dict[str, list[str]], group: str, fraction: float | st
     """
     frac = parse_fraction(fraction)
     if group not in REAL_GROUPS:
-        raise ValueError(f"real_group must be one of {REAL_GROUPS}, got {group!r}")
+        raise BadArgument(f"real_group must be one of {REAL_GROUPS}, got {group!r}")
     if frac == 0:
         return []
     order = shuffled_pool(pool_ids, seed)
@@ -107,7 +108,7 @@ def select_real(pool_ids: dict[str, list[str]], group: str, fraction: float | st
         order = [gi for gi in order if gi[0] == group]
     if not order:
         which = "both real-defect pools are" if group == "mixed" else f"the '{group}' pool is"
-        raise ValueError(f"real_group={group!r} requested with real_fraction={frac} but {which} empty")
+        raise BadArgument(f"real_group={group!r} requested with real_fraction={frac} but {which} empty")
     return order[:count]
 
 
@@ -186,19 +187,19 @@ class ISPADSupervised(AnomalibDataModule):
         self.modality = Modality.parse(modality)
         self.real_fraction = parse_fraction(real_fraction)
         if real_group not in REAL_GROUPS:
-            raise ValueError(f"real_group must be one of {REAL_GROUPS}, got {real_group!r}")
+            raise BadArgument(f"real_group must be one of {REAL_GROUPS}, got {real_group!r}")
         if not 0 <= injection_p <= 1 or not 0 <= affine_p <= 1:
-            raise ValueError(f"injection_p and affine_p must lie in [0, 1], got {injection_p}, {affine_p}")
+            raise BadArgument(f"injection_p and affine_p must lie in [0, 1], got {injection_p}, {affine_p}")
         if val_split_mode not in VAL_MODES:
-            raise ValueError(f"val_split_mode must be one of {VAL_MODES}, got {val_split_mode!r}")
+            raise BadArgument(f"val_split_mode must be one of {VAL_MODES}, got {val_split_mode!r}")
         if augment_on not in ("worker", "device"):
-            raise ValueError(f"augment_on must be 'worker' or 'device', got {augment_on!r}")
+            raise BadArgument(f"augment_on must be 'worker' or 'device', got {augment_on!r}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1 or null, got {steps_per_epoch}")
+            raise BadArgument(f"steps_per_epoch must be >= 1 or null, got {steps_per_epoch}")
         if train_batch_size < 1 or shuffle_buffer < train_batch_size:
-            raise ValueError(f"need 1 <= train_batch_size <= shuffle_buffer, got {train_batch_size}, {shuffle_buffer}")
+            raise BadArgument(f"need 1 <= train_batch_size <= shuffle_buffer, got {train_batch_size}, {shuffle_buffer}")
         if not 0 < val_split_ratio < 1:
-            raise ValueError(f"val_split_ratio must lie in (0, 1), got {val_split_ratio}")
+            raise BadArgument(f"val_split_ratio must lie in (0, 1), got {val_split_ratio}")
         test_tf = GrayPreprocess(self.modality.brightness_factor)
         super().__init__(
             train_batch_size=train_batch_size,
@@ -235,7 +236,7 @@ class ISPADSupervised(AnomalibDataModule):
             explain_missing_stream(hdf5_files(mod_dir))
         if len(streams) != 1:
             found = ", ".join(str(p) for p in hdf5_files(mod_dir)) or "no HDF5 files"
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"expected exactly one HDF5 stream with '{LABELS_NAME}' under {mod_dir / 'supervised'}, "
                 f"found {found}; pass `stream_file` to choose one"
             )
@@ -247,7 +248,7 @@ class ISPADSupervised(AnomalibDataModule):
         try:
             chosen = select_real({g: p.ids for g, p in pools.items()}, self.real_group, self.real_fraction, self.real_seed)
         except ValueError as err:
-            raise ValueError(f"{err} (real defects looked up under {mod_dir / 'supervised'})") from err
+            raise BadArgument(f"{err} (real defects looked up under {mod_dir / 'supervised'})") from err
         real = torch.empty(len(chosen), 1, REAL_DEFECT_SIZE, REAL_DEFECT_SIZE, dtype=torch.uint8)
         for k, (g, i) in enumerate(chosen):
             real[k, 0].numpy()[:] = pools[g].load(i)

@@ -12,11 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ispad_bench.errors import InputError
-
-
-class BadArgument(InputError, ValueError):
-    """A model argument out of its range; the message names model, argument and range."""
+from ispad_bench.errors import BadArgument
 
 
 def _parse(interval: str) -> tuple[float, float, bool, bool]:
