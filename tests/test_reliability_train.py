@@ -68,3 +68,17 @@ def test_model_refuses_bad_numbers_naming_the_argument(model, arg, value):
 
     with pytest.raises(ValueError, match=rf"^{model}: {arg} must be a (finite|whole) number in .*, got {value!r}$"):
         getattr(models, model)(**{arg: value}, pre_trained=False)
+
+
+def test_config_instantiation_error_is_reduced_to_its_reason():
+    from anomalib.utils.config import update_config
+
+    from ispad_bench.anomalib_cli import config_errors
+    from ispad_bench.sweep import grid
+
+    config = Path(__file__).parents[1] / "configs" / "glass" / "lsm1.yaml"
+    cfg = grid.parse(config, ["--model.init_args.pre_trained", "false", "--model.init_args.radius_quantile", "2"])
+    with pytest.raises(ValueError) as info:  # jsonargparse wraps it with the whole config (40 lines)
+        grid.train_parser().instantiate_classes(update_config(cfg))
+    assert config_errors(info.value) == "GlassISPAD: radius_quantile must be a finite number in [0, 1], got 2.0"
+    assert config_errors(ValueError("other")) is None

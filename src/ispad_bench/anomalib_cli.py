@@ -33,6 +33,25 @@ def apply_seed(cli) -> None:
     config["seed_everything"] = seed_everything(None if seed is True else int(seed), workers=True)
 
 
+_UNION = "Does not validate against any of the Union subtypes"
+
+
+def config_errors(err: BaseException) -> str | None:
+    """The reasons in jsonargparse's wrapper of a failed ``model``/``data`` instantiation.
+
+    Their types are unions (``AnomalibModule | None``), so jsonargparse collects the error of each
+    member and raises a ``ValueError`` listing them with the whole config; the user's error is the
+    one that is not "Expected a <class 'NoneType'>".
+    """
+    text = str(err)
+    if not isinstance(err, ValueError) or _UNION not in text or "\nErrors:\n" not in text:
+        return None
+    block = text.split("\nErrors:\n", 1)[1].split("\nGiven value type:", 1)[0]
+    reasons = [line.strip()[2:] for line in block.splitlines()
+               if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line]
+    return "; ".join(reasons) or None
+
+
 def install() -> bool:
     """Wrap ``AnomalibCLI.before_instantiate_classes`` and set the excepthook, once, if the Anomalib
     CLI is running."""
@@ -51,9 +70,13 @@ def install() -> bool:
     previous = sys.excepthook
 
     def excepthook(kind, value, tb) -> None:
-        if isinstance(value, InputError) and not os.environ.get("ISPAD_TRACEBACK"):
-            print(f"error: {one_line(value)}", file=sys.stderr)
-            return
+        if not os.environ.get("ISPAD_TRACEBACK"):
+            if isinstance(value, InputError):
+                print(f"error: {one_line(value)}", file=sys.stderr)
+                return
+            if message := config_errors(value):
+                print(f"error: {message} (ISPAD_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+                return
         previous(kind, value, tb)
 
     sys.excepthook = excepthook

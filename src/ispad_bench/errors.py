@@ -7,6 +7,8 @@ traceback (``anomalib_cli.py``; ``ISPAD_TRACEBACK=1`` shows the traceback again)
 
 from __future__ import annotations
 
+import re
+
 
 class InputError(Exception):
     """Bad input; its message names the file or argument and what is wrong, on one line."""
@@ -26,6 +28,6 @@ def one_line(err: BaseException) -> str:
     text = str(err).strip()
     if "Original Traceback" in text:
         last = text.splitlines()[-1].strip()
-        prefix = f"{type(err).__name__}: "
-        text = last[len(prefix):] if last.startswith(prefix) else last
+        name = re.escape(type(err).__name__)
+        text = re.sub(rf"^(?:[\w.]+\.)?{name}: ", "", last)  # "pkg.mod.ImageReadError: <message>"
     return text

@@ -87,8 +87,8 @@ def main_sweep(args) -> int:
     from rich.console import Console
 
     from ispad_bench.sweep import grid
-    from ispad_bench.sweep.report import no_success_message, write_report
     from ispad_bench.sweep.lock import SweepLock, SweepLocked
+    from ispad_bench.sweep.report import no_success_message, write_report
     from ispad_bench.sweep.runner import run_jobs
 
     console = Console(stderr=True)
