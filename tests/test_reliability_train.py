@@ -30,6 +30,35 @@ AnomalibCLI(["train", "--config", sys.argv[1], "--data.init_args.root", sys.argv
 """
 
 
+def test_cli_hook_seeds_before_instantiation_and_prints_input_errors_in_one_line(monkeypatch, capsys):
+    import sys as _sys
+
+    import torch
+    from anomalib.cli import cli as anomalib_cli
+    from jsonargparse import Namespace
+
+    from ispad_bench import anomalib_cli as hook
+    from ispad_bench.data.images import ImageReadError
+
+    monkeypatch.setattr(anomalib_cli.AnomalibCLI, "before_instantiate_classes", lambda self: None)
+    monkeypatch.setattr(_sys, "excepthook", lambda *a: print("default hook", file=_sys.stderr))
+    assert hook.install() and not hook.install()  # once
+    cli = anomalib_cli.AnomalibCLI.__new__(anomalib_cli.AnomalibCLI)
+    for seed in (5, 5, 7):
+        cli.config = Namespace(subcommand="train", train=Namespace(seed_everything=seed))
+        torch.manual_seed(123)
+        cli.before_instantiate_classes()
+        assert torch.initial_seed() == seed
+    cli.config = Namespace(subcommand="train", train=Namespace(seed_everything=False))
+    cli.before_instantiate_classes()
+    assert torch.initial_seed() == 7  # False: no seeding, as in Lightning
+
+    _sys.excepthook(ImageReadError, ImageReadError("a.png: unreadable image (x)"), None)
+    _sys.excepthook(RuntimeError, RuntimeError("a bug"), None)
+    assert capsys.readouterr().err.endswith("\nerror: a.png: unreadable image (x)\ndefault hook\n")
+
+
+@pytest.mark.slow  # ~30 s: two real `anomalib train` runs in a fresh interpreter
 def test_anomalib_train_twice_gives_identical_metrics_and_bad_input_is_one_line(tiny_root, tmp_path):
     # PaDiM with random ResNet18 weights and a random feature subset: every number depends on the seed
     # (unseeded, on main: pixel AUROC 0.592 vs 0.556, thresholds 4.82 vs 4.71)
