@@ -30,7 +30,29 @@ AnomalibCLI(["train", "--config", sys.argv[1], "--data.init_args.root", sys.argv
 """
 
 
-def test_cli_hook_seeds_before_instantiation_and_prints_input_errors_in_one_line(monkeypatch, capsys):
+@pytest.fixture
+def global_rng_restored():
+    """Seeding sets the global RNGs and PL_GLOBAL_SEED / PL_SEED_WORKERS: undo it for later tests."""
+    import random
+
+    import numpy as np
+    import torch
+
+    env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    yield
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def test_cli_hook_seeds_before_instantiation_and_prints_input_errors_in_one_line(monkeypatch, capsys,
+                                                                                  global_rng_restored):
     import sys as _sys
 
     import torch
