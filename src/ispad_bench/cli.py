@@ -13,6 +13,7 @@ import sys
 COMMANDS = (
     "ispad_bench.data.cli",  # data synth | check | download
     "ispad_bench.sweep.cli",  # sweep, report
+    "ispad_bench.sweep.methods_cli",  # methods, config, weights fetch | check
 )
 
 

@@ -37,6 +37,7 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--job-timeout", type=float, help="seconds after which a job is killed (failure record)")
     sweep.add_argument("--maps-per-group", type=int, default=2, help="anomaly maps kept per test group for figures")
     sweep.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
+    sweep.add_argument("--skip-weights-check", action="store_true", help="start even if weight files are missing")
     sweep.set_defaults(func=main_sweep, accepts_overrides=True)
 
     report = subparsers.add_parser("report", help="tables (md/csv/tex) and figures from a sweep folder")
@@ -125,6 +126,10 @@ def main_sweep(args) -> int:
     if args.dry_run:
         Console().print(_status_table(resolved, out_dir))
         return 0
+    from ispad_bench.sweep.methods_cli import check_before_sweep
+
+    if not args.skip_weights_check and not check_before_sweep(resolved, console):
+        return 2
     try:
         executor = _make_executor(args)
     except RuntimeError as err:

@@ -84,6 +84,7 @@ class Profile:
     overrides: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     supervised_rows: tuple[Row, ...] = SUPERVISED_ROWS
+    include: tuple[str, ...] = ()  # methods ``--all`` adds to configs/ (Anomalib names, class paths, "anomalib")
 
     def args_for(self, method: str) -> list[str]:
         return overrides_to_args({**self.overrides, **self.methods.get(method, {})})
@@ -152,7 +153,7 @@ def load_profile(name: str, configs_dir: Path) -> Profile:
         raise FileNotFoundError(f"profile {name!r} not found: no {' or '.join(map(str, candidates))} (known: {known})")
     name = path.stem
     data = yaml.safe_load(path.read_text()) or {}
-    unknown = set(data) - {"seeds", "overrides", "methods", "supervised_rows", "description"}
+    unknown = set(data) - {"seeds", "overrides", "methods", "supervised_rows", "description", "include"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     rows = data.get("supervised_rows")
@@ -162,6 +163,7 @@ def load_profile(name: str, configs_dir: Path) -> Profile:
         overrides=dict(data.get("overrides") or {}),
         methods={k: dict(v or {}) for k, v in (data.get("methods") or {}).items()},
         supervised_rows=tuple(Row.parse(r) for r in rows) if rows else SUPERVISED_ROWS,
+        include=tuple(str(m) for m in data.get("include") or ()),
     )
 
 
@@ -213,6 +215,13 @@ def expand(
 ) -> list[Job]:
     """The unresolved grid, ordered method -> modality -> row -> seed."""
     available = method_configs(configs_dir)
+    from ispad_bench.sweep import catalog  # Anomalib models and class paths by name (generated configs)
+
+    if methods is None and profile.include:
+        methods = [*select_methods(available, None), *profile.include]
+    if methods is not None:
+        methods = catalog.expand_names(methods, available)
+        available = catalog.with_generated(available, methods)
     mods = [Modality.parse(m).value for m in (modalities or MODALITIES)]
     seed_list = list(seeds) if seeds is not None else list(profile.seeds)
     jobs = []
