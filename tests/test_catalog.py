@@ -113,3 +113,19 @@ def test_written_config_reproduces_the_job(synth_root, tmp_path, one_thread):
     again = {DISPLAY_NAMES.get(k, k): v for k, v in again.items()}
     assert again and all(record["metrics"][k] == v for k, v in again.items()), (record["metrics"], again)
     shutil.rmtree(tmp_path / "rerun", ignore_errors=True)
+
+
+def test_report_ranks_models_beyond_the_paper_by_mcc(tmp_path):
+    from ispad_bench.sweep import records, report
+
+    for method, mcc in (("uflow", 0.5), ("glass", 0.4), ("padim", 0.3), ("patchcore", 0.9), ("anomalib.models.Dfm", 0.6)):
+        rec = {"schema": records.SCHEMA, "status": "ok", "key": method, "method": method, "modality": "ASM", "seed": 0,
+               "row": None, "profile": "smoke", "metrics": {"MCC": mcc, "image_AUROC": 0.7}, "finished": "2026"}
+        records.write_json(tmp_path / method / "asm" / "s0" / records.RECORD, rec)
+    df, _ = report.summarise(tmp_path)
+    assert list(df.method_id) == ["uflow", "glass", "patchcore", "anomalib.models.Dfm", "padim"]
+    assert df.best.tolist() == [False, False, True, False, False]
+    lines = report.to_markdown(df, []).splitlines()
+    table = [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ") and "Method" not in line]
+    assert table == ["U-Flow", "GLASS", catalog.BEYOND_LABEL, "**patchcore**", "anomalib.models.Dfm", "padim"]
+    assert report.to_latex(df).count(r"\midrule") == 2  # the header rule and the separator

@@ -256,3 +256,36 @@ class MethodInfo:
     learning_type: str
     refused: str | None = None
     notes: tuple[str, ...] = ()
+
+
+# ------------------------------------------------------------------------------ report (issue 15)
+BEYOND_LABEL = "*beyond the paper (by MCC)*"
+
+
+def rank_beyond_paper(df):
+    """Report frame with each unsupervised table's non-paper methods ranked by mean MCC (best first),
+    after the paper's methods (which keep the paper's order)."""
+    from ispad_bench.sweep.grid import PAPER_METHODS
+
+    if not len(df) or "mcc_mean" not in df:
+        return df
+    beyond = (df.table == "unsupervised") & ~df.method_id.isin(PAPER_METHODS)
+    mcc = df["mcc_mean"].astype(float).fillna(float("-inf")).to_numpy()
+    order = list(range(len(df)))
+    for modality in dict.fromkeys(df.modality[beyond]):
+        slots = [i for i in range(len(df)) if beyond.iloc[i] and df.modality.iloc[i] == modality]
+        for slot, pos in zip(slots, sorted(slots, key=lambda p: -mcc[p])):
+            order[slot] = pos
+    return df.iloc[order].reset_index(drop=True)
+
+
+def separator_at(method_ids: list[str], table: str) -> int | None:
+    """Index of the first non-paper row of an unsupervised table that also holds paper methods, else None."""
+    from ispad_bench.sweep.grid import PAPER_METHODS
+
+    if table != "unsupervised":
+        return None
+    for i, method in enumerate(method_ids):
+        if method not in PAPER_METHODS:
+            return i if i > 0 else None
+    return None

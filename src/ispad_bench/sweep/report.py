@@ -19,6 +19,7 @@ import pandas as pd
 
 from ispad_bench.metrics.reference import load_paper_tables
 from ispad_bench.sweep import records
+from ispad_bench.sweep import catalog
 from ispad_bench.sweep.grid import PAPER_METHODS, SUPERVISED_METHODS, Row
 
 PAPER_NAMES = {"efficient_ad": "EfficientAD", "uflow": "U-Flow", "glass": "GLASS", "ddad": "DDAD", "supervised": "ResNet18"}
@@ -176,6 +177,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             for t, m, mid, r in zip(df.table, df.modality, df.method_id, df.row)
         ]
         df = df.sort_values("_k").drop(columns="_k").reset_index(drop=True)
+        df = catalog.rank_beyond_paper(df)  # models beyond the paper's: by MCC, after the paper's
         df["best"] = False
         for _, idx in df.groupby(["table", "modality", "profile"], dropna=False).groups.items():
             mcc = df.loc[idx, "mcc_mean"].astype(float)
@@ -245,7 +247,10 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
     for title, sub, columns in _tables(df):
         header, body, bold = _table_rows(sub, columns, "±", "Δ")
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for cells, b in zip(body, bold):
+        sep = catalog.separator_at(list(sub.method_id), sub.table.iloc[0])
+        for i, (cells, b) in enumerate(zip(body, bold)):
+            if i == sep:
+                lines.append("| " + " | ".join([catalog.BEYOND_LABEL] + [""] * (len(header) - 1)) + " |")
             cells = [f"**{c}**" if b and c not in ("", "–") else c for c in cells]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -284,7 +289,10 @@ def to_latex(df: pd.DataFrame) -> str:
             " & ".join(_tex_escape(h) for h in header) + r" \\",
             r"\midrule",
         ]
-        for cells, b in zip(body, bold):
+        sep = catalog.separator_at(list(sub.method_id), sub.table.iloc[0])
+        for i, (cells, b) in enumerate(zip(body, bold)):
+            if i == sep:
+                out.append(r"\midrule")
             cells = [_tex_escape(c) for c in cells]
             if b:
                 cells = [rf"\textbf{{{c}}}" for c in cells]

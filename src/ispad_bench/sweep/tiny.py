@@ -13,6 +13,15 @@ import re
 from typing import Any
 
 SIZE, VIT14_SIZE = 64, 56
+# Where the generic rules do not fit a model's architecture at 64 px (found by running every model):
+KEEP_BACKBONE = {"glass", "fre"}  # GLASS's optimiser setup, FRE's input_dim follow the default backbone
+FIXES: dict[str, dict[str, Any]] = {
+    "cflow": {"model.init_args.fiber_batch_size": 4},  # few feature-map positions at 64 px
+    "fre": {"model.init_args.input_dim": 4096},  # ResNet-50 layer3 (1024 ch) pooled to 2 x 2 at 64 px
+    "general_ad": {"model.init_args.layers": [12]},  # last block of the small ViT
+    "dfkde": {"model.init_args.n_pca_components": 4},  # fewer than the 8 training embeddings
+}
+SIZES = {"csflow": 192}  # three scales down to /128: at least one position each
 
 
 def _resize(size: int) -> dict[str, Any]:
@@ -23,6 +32,21 @@ def _resize(size: int) -> dict[str, Any]:
 def _small_vit(name: str) -> str:
     """``vit_large_patch14_dinov2.lvd142m`` -> ``vit_small_patch14_dinov2``; other names unchanged."""
     return re.sub(r"^vit_(base|large|huge_plus|huge|giant)_", "vit_small_", name).split(".")[0]
+
+
+def blocked(name: str) -> str | None:
+    """Why ``name`` cannot run here at all without files (random weights cannot stand in), or ``None``."""
+    from ispad_bench.models.fetch import needed_files
+    from ispad_bench.sweep import catalog
+
+    cls = catalog.model_class(name)
+    params = inspect.signature(cls).parameters
+    local = {"dtd-r1.0.1.tar.gz": "dtd_dir", "imagenette2.tgz": "imagenet_dir"}  # pointed at the modality's images
+    missing = [f for f in needed_files(cls, {})[0] if not f.present and (
+        f.kind == "hf" or (f.kind == "anomalib" and local.get(f.name) not in params))]
+    if not missing:
+        return None
+    return "loads " + ", ".join(f.name for f in missing) + " directly (no random stand-in): `ispad-bench weights fetch`"
 
 
 def tiny(name: str) -> tuple[str, dict[str, Any]]:
@@ -47,7 +71,9 @@ def tiny(name: str) -> tuple[str, dict[str, Any]]:
         value = default.get(key)
         if not isinstance(value, str):
             continue
-        if re.match(r"(wide_)?resnet\d+", value) and "input_dim" not in params:
+        if name in KEEP_BACKBONE:
+            continue
+        if re.match(r"(wide_)?resnet\d+", value):
             out[f"model.init_args.{key}"] = "resnet18"
         elif value.startswith("vit_") or "dino" in value:
             small = _small_vit(value)
@@ -60,5 +86,50 @@ def tiny(name: str) -> tuple[str, dict[str, Any]]:
     if "imagenet_dir" in params:
         out["model.init_args.imagenet_dir"] = "{modality_dir}/train"
     if "pre_processor" in params:
-        out["model.init_args.pre_processor"] = _resize(size)
-    return method, out
+        out["model.init_args.pre_processor"] = _resize(SIZES.get(name, size))
+    return method, {**out, **FIXES.get(name, {})}
+
+
+def run_all(models: list[str], data_root, out, modality: str = "LSM-1", timeout: float | None = None) -> list[dict]:
+    """Run ``models`` at tiny size as sweep jobs (smoke profile's trainer settings); one result per model:
+    ``status`` ok / failed (with ``error``) / blocked (with ``reason``), timings of the ok ones."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from ispad_bench.sweep import grid, records
+    from ispad_bench.sweep.executors import LocalExecutor
+    from ispad_bench.sweep.runner import run_jobs
+
+    configs = grid.default_configs_dir()
+    smoke = grid.load_profile("smoke", configs)
+    results: dict[str, dict] = {}
+    plan = {}
+    for name in models:
+        reason = blocked(name)
+        if reason:
+            results[name] = {"model": name, "status": "blocked", "reason": reason}
+        else:
+            plan[name] = tiny(name)
+    profile = grid.Profile("tiny", (0,), dict(smoke.overrides), {m: o for m, o in plan.values()})
+    jobs = {}
+    for name, (method, _) in plan.items():
+        try:
+            (job,) = grid.expand(configs, profile, methods=[method], modalities=[modality], data_root=data_root)
+            jobs[name] = grid.resolve(job)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 (a config that does not parse is a result)
+            results[name] = {"model": name, "method": method, "status": "failed", "error": f"config: {err}"[:500]}
+    out = Path(out).resolve()
+    run_jobs(list(jobs.values()), out, LocalExecutor(timeout=timeout), profile="tiny", console=Console(stderr=True))
+    steps = int(smoke.overrides.get("trainer.limit_train_batches", 1))
+    for name, job in jobs.items():
+        record = records.read_json(out / job.rel_dir() / records.RECORD) or {}
+        row = {"model": name, "method": job.method, "status": record.get("status", "missing")}
+        if row["status"] == "ok":
+            timing = record.get("timing", {})
+            row.update(s_per_step=timing.get("train_s", 0.0) / steps, test_images_per_s=timing.get("test_images_per_s"))
+        else:
+            error = record.get("error", {})
+            row["error"] = f"{error.get('phase')}: {error.get('type')}: {str(error.get('message'))[:300]}"
+        results[name] = row
+    return [results[n] for n in models]
