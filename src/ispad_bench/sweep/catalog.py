@@ -224,9 +224,12 @@ def runnable_anomalib_models() -> list[str]:
 
 def expand_names(names: list[str] | tuple[str, ...], configured: dict[str, Any]) -> list[str]:
     """``anomalib`` -> every runnable Anomalib image model not already covered by a configs/ folder."""
+    from ispad_bench.sweep.grid import PAPER_METHODS
+
     out: list[str] = []
     for name in names:
-        group = [n for n in runnable_anomalib_models() if n not in configured] if name == ANOMALIB_GROUP else [name]
+        group = [n for n in runnable_anomalib_models() if n not in configured and n not in PAPER_METHODS] \
+            if name == ANOMALIB_GROUP else [name]
         out.extend(n for n in group if n not in out)
     return out
 
@@ -234,9 +237,11 @@ def expand_names(names: list[str] | tuple[str, ...], configured: dict[str, Any])
 def with_generated(available: dict[str, dict], methods: list[str] | None) -> dict[str, dict]:
     """``available`` (``{method: {modality|None: yaml}}`` from configs/) plus a generated config per
     modality for each requested method that has no configs/ folder; refused methods raise ``ValueError``."""
+    from ispad_bench.sweep.grid import PAPER_METHODS
+
     out = dict(available)
     for name in methods or []:
-        if name in out:
+        if name in out or name in PAPER_METHODS:  # a paper method means its configs/ folder, never Anomalib's
             continue
         if refusal(name):
             raise ValueError(f"method {name!r} cannot run on ISP-AD: {refusal(name)}")
