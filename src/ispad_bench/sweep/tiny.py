@@ -14,14 +14,16 @@ from typing import Any
 
 SIZE, VIT14_SIZE = 64, 56
 # Where the generic rules do not fit a model's architecture at 64 px (found by running every model):
-KEEP_BACKBONE = {"glass", "fre"}  # GLASS's optimiser setup, FRE's input_dim follow the default backbone
+KEEP_BACKBONE = {"glass", "fre", "uninet"}  # their optimiser setup / input_dim / channels follow the default
 FIXES: dict[str, dict[str, Any]] = {
     "cflow": {"model.init_args.fiber_batch_size": 4},  # few feature-map positions at 64 px
     "fre": {"model.init_args.input_dim": 4096},  # ResNet-50 layer3 (1024 ch) pooled to 2 x 2 at 64 px
     "general_ad": {"model.init_args.layers": [12]},  # last block of the small ViT
     "dfkde": {"model.init_args.n_pca_components": 4},  # fewer than the 8 training embeddings
+    "super_add": {"model.init_args.patch_size": 64, "model.init_args.patch_overlap": 16},  # tiles fit the image
+    "uflow": {"model.init_args.backbone": "resnet18"},  # CaiT ("mcait") takes 448 px only
 }
-SIZES = {"csflow": 192}  # three scales down to /128: at least one position each
+SIZES = {"csflow": 192, "supersimplenet": 256}  # CS-Flow: three scales down to /128; SuperSimpleNet: Perlin masks
 
 
 def _resize(size: int) -> dict[str, Any]:
