@@ -32,8 +32,8 @@ AUXILIARY = {
     "efficientad_pretrained_weights.zip": (_PRETRAINED, "efficientad_pretrained_weights"),
     "vq_model_pretrained_128_4096.pckl": (f"{_PRETRAINED}/dsr", "vq_model_pretrained_128_4096.pckl"),
     "pointmae_pretrain.pth": (f"{_PRETRAINED}/pointmae", "pointmae_pretrain.pth"),
-    "imagenette2.tgz": ("{imagenet_dir}", "imagenette2"),
-    "dtd-r1.0.1.tar.gz": ("{dtd_dir}", "dtd"),
+    "imagenette2.tgz": ("{imagenet_dir}", ""),  # Anomalib downloads only when the folder is absent
+    "dtd-r1.0.1.tar.gz": ("{dtd_dir}", ""),
 }
 ARCHIVE_SUFFIXES = (".zip", ".tgz", ".tar.gz", ".tar")
 
