@@ -14,6 +14,32 @@ import functools
 import inspect
 
 
+def _resolved_signature(base: type) -> inspect.Signature:
+    """``base.__init__``'s signature with string annotations evaluated in ``base``'s module (plus the
+    processor/evaluator types modules often import only for type checking): the stand-in ``__init__``
+    lives in this module, where jsonargparse could not resolve them."""
+    import sys
+    from collections.abc import Sequence
+
+    from anomalib.metrics import Evaluator
+    from anomalib.post_processing import PostProcessor
+    from anomalib.pre_processing import PreProcessor
+    from anomalib.visualization import Visualizer
+
+    namespace = {"Evaluator": Evaluator, "PostProcessor": PostProcessor, "PreProcessor": PreProcessor,
+                 "Visualizer": Visualizer, "Sequence": Sequence, **vars(sys.modules[base.__module__])}
+    signature = inspect.signature(base.__init__)
+    params = []
+    for param in signature.parameters.values():
+        if isinstance(param.annotation, str):
+            try:
+                param = param.replace(annotation=eval(param.annotation, namespace))  # noqa: S307 (library annotations)
+            except Exception:  # noqa: BLE001 (leave what cannot be resolved as text)
+                pass
+        params.append(param)
+    return signature.replace(parameters=params)
+
+
 @functools.lru_cache(maxsize=None)
 def _subclass(name: str) -> type:
     import anomalib.models
@@ -28,7 +54,7 @@ def _subclass(name: str) -> type:
         with recording([]):
             base.__init__(self, *args, **kwargs)
 
-    __init__.__signature__ = inspect.signature(base.__init__)  # jsonargparse reads the base's arguments
+    __init__.__signature__ = _resolved_signature(base)  # jsonargparse reads the base's arguments
     doc = f"``anomalib.models.{name}`` built with random weights and no download (see module docstring)."
     return type(name, (base,), {"__init__": __init__, "__module__": __name__, "__doc__": doc,
                                 "__qualname__": name})

@@ -23,7 +23,10 @@ FIXES: dict[str, dict[str, Any]] = {
     "super_add": {"model.init_args.patch_size": 64, "model.init_args.patch_overlap": 16},  # tiles fit the image
     "uflow": {"model.init_args.backbone": "resnet18"},  # CaiT ("mcait") takes 448 px only
 }
-SIZES = {"csflow": 192, "supersimplenet": 256}  # CS-Flow: three scales down to /128; SuperSimpleNet: Perlin masks
+SIZES = {"csflow": 256, "supersimplenet": 256}  # CS-Flow: three scales that halve exactly; SuperSimpleNet: Perlin
+# Anomalib 2.7's GLASS with `pre_trained: false` fails in configure_optimizers (its backbone is kept as a name):
+# random weights through random_init instead
+RANDOM_INIT = {"glass"}
 
 
 def _resize(size: int) -> dict[str, Any]:
@@ -64,9 +67,9 @@ def tiny(name: str) -> tuple[str, dict[str, Any]]:
 
     method = catalog.class_path(cls) if name in PAPER_METHODS else name  # the paper's own config keeps the name
     weights = [f for f in needed_files(cls, {})[0] if f.kind != "anomalib"]  # anomalib kind: data sets, aux files
-    if "pre_trained" in params:
+    if "pre_trained" in params and name not in RANDOM_INIT:
         out["model.init_args.pre_trained"] = False
-    elif weights and cls.__module__.startswith("anomalib."):
+    elif (weights or name in RANDOM_INIT) and cls.__module__.startswith("anomalib."):
         method = f"ispad_bench.models.random_init.{cls.__name__}"
     size = SIZE
     for key in ("backbone", "encoder_name", "student_backbone", "teacher_backbone"):
