@@ -22,6 +22,7 @@ FIXES: dict[str, dict[str, Any]] = {
     "dfkde": {"model.init_args.n_pca_components": 4},  # fewer than the 8 training embeddings
     "super_add": {"model.init_args.patch_size": 64, "model.init_args.patch_overlap": 16},  # tiles fit the image
     "uflow": {"model.init_args.backbone": "resnet18"},  # CaiT ("mcait") takes 448 px only
+    "glass": {"model.init_args.input_shape": [SIZE, SIZE]},  # its maps follow input_shape, not the image
 }
 SIZES = {"csflow": 256, "supersimplenet": 256}  # CS-Flow: three scales that halve exactly; SuperSimpleNet: Perlin
 # Anomalib 2.7's GLASS with `pre_trained: false` fails in configure_optimizers (its backbone is kept as a name):
