@@ -24,7 +24,7 @@ FIXES: dict[str, dict[str, Any]] = {
     "uflow": {"model.init_args.backbone": "resnet18"},  # CaiT ("mcait") takes 448 px only
     "glass": {"model.init_args.input_shape": [SIZE, SIZE]},  # its maps follow input_shape, not the image
 }
-SIZES = {"csflow": 256, "supersimplenet": 256}  # CS-Flow: three scales that halve exactly; SuperSimpleNet: Perlin
+SIZES = {"csflow": 256, "supersimplenet": 256, "l2bt": VIT14_SIZE}  # CS-Flow: scales halve exactly; Perlin; ViT-14 inside
 # Anomalib 2.7's GLASS with `pre_trained: false` fails in configure_optimizers (its backbone is kept as a name):
 # random weights through random_init instead
 RANDOM_INIT = {"glass"}
