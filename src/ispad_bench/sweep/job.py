@@ -100,6 +100,9 @@ def execute(spec: dict, state: dict) -> dict:
     if len(arrays["scores"]) and not np.isfinite(arrays["scores"]).all():
         raise FloatingPointError(f"{int((~np.isfinite(arrays['scores'])).sum())} non-finite test image scores")
     records.write_npz(job_dir / records.PREDICTIONS, **arrays)
+    from ispad_bench.sweep.stats import BOOTSTRAP, save_bootstrap
+
+    uncertainty = save_bootstrap(job_dir, getattr(getattr(model, "evaluator", None), "bootstrap", None))
     return {
         "key_in_job": key,
         "config": config,
@@ -108,7 +111,10 @@ def execute(spec: dict, state: dict) -> dict:
         "timing": {"train_s": train_s, "train_cpu_s": train_cpu_s, "test_cpu_s": test_cpu_s, **timer.summary()},
         "tested_checkpoint": ckpt,
         "real_defects": _real_defects(datamodule),
-        "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": "anomalib"},
+        "uncertainty": uncertainty,
+        "contamination": getattr(datamodule, "contamination_record", None),
+        "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": "anomalib",
+                      **({"bootstrap": BOOTSTRAP} if uncertainty else {})},
     }
 
 
