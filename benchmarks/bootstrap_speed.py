@@ -56,7 +56,8 @@ def main() -> int:
     print("wall s / CPU s (all threads; CPU/2 ~ wall on 2 idle cores)")
     print(f"evaluate once (full set):            {t_eval:6.2f} / {c_eval:6.2f}")
     print(f"ours  image metrics (+ cross-fit):   {t_img:6.2f} / {c_img:6.2f}   (target <= 1 s)")
-    print(f"ours  all metrics incl. pixel:       {t_all:6.2f} / {c_all:6.2f}   (target <= 10 s; given evaluate's result)")
+    print(f"ours  all metrics incl. pixel:       {t_all:6.2f} / {c_all:6.2f}   (target <= 10 s; "
+          "evaluate's full-set result given)")
 
     weights, _ = resample_weights(labels, n=args.resamples, seed=1)
     t0 = time.perf_counter()

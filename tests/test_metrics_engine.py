@@ -288,6 +288,7 @@ def test_cross_fit_threshold_mode_and_bootstrap_in_the_evaluator():
     assert (results["tp"], results["fp"]) == (ref["tp"], ref["fp"])
     assert results["image_auroc"] == evaluate(*TEST)["image_auroc"]  # no threshold: unchanged
     boot = evaluator.bootstrap
-    assert boot.n == 200 and boot.seed == 3 and np.array_equal(boot.replicates["mcc"], boot.replicates["mcc_crossfit"], equal_nan=True)
+    assert boot.n == 200 and boot.seed == 3
+    assert np.array_equal(boot.replicates["mcc"], boot.replicates["mcc_crossfit"], equal_nan=True)
     with pytest.raises(ValueError, match="cross_fit"):
         ISPADEvaluator(threshold="crossfit")

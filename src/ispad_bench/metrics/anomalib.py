@@ -344,7 +344,8 @@ class ISPADEvaluator(Evaluator):
             raise ValueError(f"threshold must be finite, got {threshold!r}")
         fixed = None if isinstance(threshold, str) else float(threshold)
         main = ISPADMetrics(aupro_limit=aupro_limit, pixel=pixel_metrics, threshold=fixed)
-        main.uncertainty = UncertaintyOptions(bootstrap, bootstrap_seed, level, cross_fit_seed, threshold == "cross_fit")
+        cross_fit_mode = threshold == "cross_fit"
+        main.uncertainty = UncertaintyOptions(bootstrap, bootstrap_seed, level, cross_fit_seed, cross_fit_mode)
         extra = list(self.validate_metrics(test_metrics))
         super().__init__(val_metrics=val_metrics, test_metrics=[main, *extra], compute_on_cpu=compute_on_cpu)
         self.threshold_mode = threshold

@@ -52,8 +52,8 @@ def cross_fit(image_scores: Any, image_labels: Any, groups: Any = None, *, seed:
     """Cross-fitted image metrics: F1-optimal threshold of each half applied to the other, pooled.
 
     Returns recall, precision, fpr, f1, mcc, tn/fp/fn/tp (pooled) and ``threshold_a``/
-    ``threshold_b`` (fitted on half A / B: the midpoint of the F1-optimal gap). Needs at least one defective image in each half
-    (two in the set); otherwise ``ValueError``.
+    ``threshold_b`` (fitted on half A / B: the midpoint of the F1-optimal gap). Needs at least
+    one defective image in each half (two in the set); otherwise ``ValueError``.
     """
     scores = _scores(image_scores, "image_scores").ravel().astype(np.float64)
     labels = _binary(image_labels, "image_labels").ravel()
