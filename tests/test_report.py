@@ -186,6 +186,12 @@ def test_intervals_marks_csv_bounds_and_html(tmp_path):
     # one twin is the best by AUROC, the other within it (DeLong p >= 0.05); chance is not
     assert {rows["glass"].image_auroc_mark, rows["uflow"].image_auroc_mark} == {"", "†"}
     assert rows["ddad"].image_auroc_p_delong < 0.05 and rows["ddad"].image_auroc_mark == ""
+    for row, shift in (("none", 0.3), ("mixed-1_16", 3.0)):  # supervised: a clear gain over the cold start
+        _job_with_bootstrap(tmp_path / row, "supervised", labels * shift + rng.normal(size=150), labels, row=row)
+    df, _ = report.summarise(tmp_path)
+    rows = {(r.method_id, r.row if isinstance(r.row, str) else None): r for _, r in df.iterrows()}
+    assert rows[("supervised", "mixed-1_16")].mcc_p_none < 0.05 and "*" in rows[("supervised", "mixed-1_16")].mcc_mark
+    rows = {k[0]: r for k, r in rows.items() if k[1] is None}
     ea = rows["efficient_ad"]
     assert ea.seeds == 2 and ea.mcc_lower < ea.mcc_mean < ea.mcc_upper
     paths = report.write_report(tmp_path, tmp_path / "out")
