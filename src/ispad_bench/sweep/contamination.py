@@ -33,10 +33,11 @@ def contamination_figure(df: pd.DataFrame, path: Path) -> Path | None:
     from ispad_bench.sweep.report import PAPER_NAMES
 
     modalities = list(dict.fromkeys(m for m, _, _ in swept.index))
-    fig, axes = plt.subplots(len(modalities), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(modalities)),
+    metrics = [(m, label) for m, label in METRICS if f"{m}_mean" in unsup and unsup[f"{m}_mean"].notna().any()]
+    fig, axes = plt.subplots(len(modalities), len(metrics), figsize=(4.2 * len(metrics), 3.4 * len(modalities)),
                              squeeze=False)
     for i, modality in enumerate(modalities):
-        for j, (metric, label) in enumerate(METRICS):
+        for j, (metric, label) in enumerate(metrics):
             ax = axes[i, j]
             for k, (mod, method, profile) in enumerate(swept.index):
                 if mod != modality:

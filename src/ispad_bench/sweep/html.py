@@ -15,7 +15,7 @@ from ispad_bench.sweep import stats
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.82em;margin:.5em 0 1em}
+.wrap{overflow-x:auto}table{border-collapse:collapse;font-size:.82em;margin:.5em 0 1em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right;white-space:nowrap}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 tr.best td{font-weight:bold;background:#f5fbf2}
@@ -31,7 +31,7 @@ def _table(header: list[str], body: list[list[str]], bold: list[bool]) -> str:
     for cells, b in zip(body, bold):
         tds = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
         rows.append(f'<tr class="best">{tds}</tr>' if b else f"<tr>{tds}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def _figure(name: str, path: Path) -> str:
