@@ -296,7 +296,8 @@ def to_latex(df: pd.DataFrame) -> str:
         out += [
             r"\begin{table}[t]",
             r"\centering",
-            rf"\caption{{{_tex_escape(title)}. Mean $\pm$ std over seeds; $\Delta$ = ours $-$ paper.}}",
+            rf"\caption{{{_tex_escape(title)}. Mean $\pm$ std over seeds [95\% bootstrap interval]; $\Delta$ = ours "
+            r"$-$ paper; $^\dagger$: not significantly different from the best row.}",
             r"\resizebox{\linewidth}{!}{%",
             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
             r"\toprule",
