@@ -50,6 +50,26 @@ def test_each_resample_equals_evaluate_on_the_repeated_images(seed):
             assert (math.isnan(got) and math.isnan(ref[key])) or got == pytest.approx(ref[key], abs=1e-12), key
 
 
+@pytest.mark.parametrize("limit", [0.3, 0.05, 1.0])
+def test_pixel_pass_in_small_chunks_equals_evaluate(monkeypatch, limit):
+    """The defect scores are processed in chunks; with one or a few scores per chunk every
+    resample still equals evaluate on its repeated images (crossings at chunk edges, ties)."""
+    import importlib
+
+    module = importlib.import_module("ispad_bench.metrics.bootstrap")
+    for seed, levels in ((0, 3), (1, None)):
+        scores, labels, maps, masks = random_case(seed, n=10, levels=levels)
+        weights, _ = resample_weights(labels, n=5, seed=seed)
+        for per_chunk in (1, 4):
+            monkeypatch.setattr(module, "_CELLS", per_chunk * 10)
+            res = bootstrap(scores, labels, maps, masks, weights=weights, aupro_limit=limit, cross_fit_seed=None)
+            for b in range(5):
+                idx = np.repeat(np.arange(10), weights[b])
+                ref = evaluate(scores[idx], labels[idx], maps[idx], masks[idx], aupro_limit=limit)
+                for key in ("aupro", "pixel_auroc"):
+                    assert float(res.replicates[key][b]) == pytest.approx(ref[key], abs=1e-12), (key, b)
+
+
 def test_interval_contains_full_set_value_and_seed_is_reproducible():
     scores, labels, maps, masks = random_case(3, n=16, levels=None)
     a = bootstrap(scores, labels, maps, masks, n=300, seed=5)

@@ -279,7 +279,7 @@ def _pixel_replicates(maps, masks, weights, thresholds, limit, workers) -> dict[
     count_q = sparse.csc_matrix((ones, (dloc, inverse)), shape=(dimg.size, q.size))
     inv_size = sparse.csc_matrix((1.0 / sizes[region_of], (dloc, inverse)), shape=(dimg.size, q.size))
     pair = np.zeros((dimg.size, n_img))  # sum over the defect pixels of i of (#neg of j < q) + (#neg <= q)
-    area_sum = np.zeros(n_res)
+    aupro = _AuproPass(wf, wd, regions_b, n_neg, n_clean.astype(np.float64), limit)
     step = max(1, _CELLS // n_img)
     for k0 in range(0, q.size, step):
         qc = q[k0 : k0 + step]
@@ -299,25 +299,82 @@ def _pixel_replicates(maps, masks, weights, thresholds, limit, workers) -> dict[
         _parallel(count, range(n_img), workers)
         both = (lt.astype(np.float64) + le).T  # (c, n_img)
         pair += count_q[:, k0 : k0 + qc.size] @ both
-        le_last = wf @ le[:, -1].astype(np.float64)
-        if np.min((n_neg - le_last) / n_neg) >= limit:
-            continue  # FPR >= limit in every resample for the whole chunk: no AUPRO area
-        g_lt = wf @ lt.astype(np.float64)
-        eq = sparse.csc_matrix(le - lt)
-        b = (n_neg[:, None] - g_lt) / n_neg[:, None]  # FPR of "negative >= q"
-        if not eq.nnz:  # no negative pixel equals a defect score: the curve has no slanted segment here
-            area = np.maximum(limit - b, 0.0)
-        else:
-            a = (n_neg[:, None] - (g_lt + np.asarray((eq.T @ wf.T).T))) / n_neg[:, None]  # "negative > q"
-            with np.errstate(invalid="ignore", divide="ignore"):
-                crossing = np.where(a < limit, (limit - a) ** 2 / (2.0 * (b - a)), 0.0)
-            area = np.where(b <= limit, (limit - b) + (b - a) / 2.0, crossing)
-        w_q = np.asarray((inv_size[:, k0 : k0 + qc.size].T @ wd.T).T) / regions_b[:, None]
-        area_sum += (w_q * area).sum(1)
-    out["aupro"] = area_sum / limit
+        aupro.chunk(lt, le, both, inv_size[:, k0 : k0 + qc.size])
+    out["aupro"] = aupro.result()
     num = ((wd @ pair) * wf).sum(1)
     out["pixel_auroc"] = num / (2.0 * n_pos * n_neg)
     return out
+
+
+class _AuproPass:
+    """AUPRO of every resample from one ascending pass over the distinct defect scores q.
+
+    With FPR b(q) = share of negatives >= q and a(q) = share > q (both falling in q), the area is
+    sum_q w_q * [limit - (a + b) / 2] over the q with b(q) <= limit (a suffix, from k*), plus the
+    one segment crossing the limit (at k* - 1: a < limit < b). The weights w_q sum to 1, so the
+    suffix sum is limit * (1 - sum_{q<k*} w_q) - sum_{q>=k*} w_q m(q) / N, with m(q) the negatives
+    above q (ties half). w_q and m(q) are weighted sums over images, so sum_q w_q m(q) is
+    ``wd @ P @ w / R`` with ``P = sum_q u_iq (n_j - (lt_j(q) + le_j(q)) / 2)`` (defect image i x
+    image j): one (defect images x images) accumulator instead of a (resamples x images x q)
+    product. Only the chunk where a resample crosses the limit is evaluated per resample.
+    """
+
+    def __init__(self, wf, wd, regions_b, n_neg, n_clean, limit) -> None:
+        self.wf, self.wd, self.regions, self.n_neg, self.limit = wf, wd, regions_b, n_neg, limit
+        self.n_clean = n_clean
+        n_res, n_def, n_img = wf.shape[0], wd.shape[1], wf.shape[1]
+        self.prefix = np.zeros((n_def, n_img))  # P at the current chunk start
+        self.u_prefix = np.zeros(n_def)  # sum_{q < start} u_iq
+        self.before = np.full(n_res, np.nan)  # sum_{q < k*} w_q m(q), per resample
+        self.w_before = np.zeros(n_res)  # sum_{q < k*} w_q
+        self.part = np.zeros(n_res)  # the crossing segment
+        self.last = None  # (lt, le, u) of the previous chunk's last q
+
+    def _fpr(self, rows, lt, le):
+        g_lt = self.wf[rows] @ lt.astype(np.float64)
+        g_le = self.wf[rows] @ le.astype(np.float64) if (lt != le).any() else g_lt
+        n = self.n_neg[rows, None] if g_lt.ndim == 2 else self.n_neg[rows]
+        return (n - g_le) / n, (n - g_lt) / n, g_lt, g_le  # a, b, G_lt, G_le
+
+    def _crossing(self, a, b):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((a < self.limit) & (b > self.limit), (self.limit - a) ** 2 / (2.0 * (b - a)), 0.0)
+
+    def chunk(self, lt, le, both, u) -> None:
+        u = u.toarray()
+        _, b_last, _, _ = self._fpr(slice(None), lt[:, -1], le[:, -1])
+        rows = np.nonzero(np.isnan(self.before) & (b_last <= self.limit))[0]
+        if rows.size:
+            a, b, g_lt, g_le = self._fpr(rows, lt, le)
+            first = np.argmax(b <= self.limit, axis=1)  # k* within the chunk
+            w = (self.wd[rows] @ u) / self.regions[rows, None]
+            upto = np.arange(b.shape[1]) < first[:, None]
+            start = ((self.wd[rows] @ self.prefix) * self.wf[rows]).sum(1) / self.regions[rows]
+            above = self.n_neg[rows, None] - (g_lt + g_le) / 2.0
+            self.before[rows] = start + (w * above * upto).sum(1)
+            self.w_before[rows] = (self.wd[rows] @ self.u_prefix) / self.regions[rows] + (w * upto).sum(1)
+            inside = first > 0
+            r = np.arange(rows.size)[inside]
+            k = first[inside] - 1
+            self.part[rows[inside]] = w[r, k] * self._crossing(a[r, k], b[r, k])
+            if self.last is not None and (~inside).any():
+                self._part_at_last(rows[~inside])
+        self.prefix += u @ (self.n_clean[None, :] - both / 2.0)
+        self.u_prefix += u.sum(1)
+        self.last = (lt[:, -1].copy(), le[:, -1].copy(), u[:, -1].copy())
+
+    def _part_at_last(self, rows) -> None:
+        lt, le, u = self.last
+        a, b, _, _ = self._fpr(rows, lt, le)
+        self.part[rows] = (self.wd[rows] @ u) / self.regions[rows] * self._crossing(a, b)
+
+    def result(self) -> np.ndarray:
+        never = np.isnan(self.before)  # FPR > limit even at the highest defect score
+        if never.any() and self.last is not None:
+            self._part_at_last(np.nonzero(never)[0])
+        total = ((self.wd @ self.prefix) * self.wf).sum(1) / self.regions
+        full = self.limit * (1.0 - self.w_before) - (total - self.before) / self.n_neg
+        return (np.where(never, 0.0, full) + self.part) / self.limit
 
 
 # ------------------------------------------------------------------------------ entry point
