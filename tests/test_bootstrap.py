@@ -198,3 +198,15 @@ def test_paired_bootstrap_detects_a_clear_difference_and_not_a_null_one():
     with pytest.raises(ValueError, match="not paired"):
         compare(good, bootstrap(noisy, labels, n=300, seed=1), "mcc")
     assert paired_difference([1, 2, 3], [1, 2, 3])["diff"] == 0.0
+
+
+def test_negative_counts_by_search_or_histogram_agree_with_searchsorted():
+    import importlib
+
+    count_sorted = importlib.import_module("ispad_bench.metrics.bootstrap")._count_sorted
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # both branches: few values inside the q range, and many
+        seg = np.sort(np.round(rng.normal(size=rng.integers(1, 200)) * 3) / 3).astype(np.float32)
+        q = np.unique(np.round(rng.normal(size=rng.integers(1, 400)) * 3) / 3 + rng.normal()).astype(np.float32)
+        lt, le = count_sorted(seg, q)
+        assert (lt == np.searchsorted(seg, q, "left")).all() and (le == np.searchsorted(seg, q, "right")).all()

@@ -240,6 +240,27 @@ def _parallel(fn, items, workers: int) -> None:
             fn(item)
 
 
+def _count_sorted(seg: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(#seg < q_k, #seg <= q_k) for sorted ``seg`` and sorted distinct ``q``.
+
+    Either a binary search per q, or (when fewer values of ``seg`` lie within [q_0, q_last]
+    than there are q) one per such value into ``q`` and a cumulative histogram.
+    """
+    lo, hi = int(np.searchsorted(seg, q[0], "left")), int(np.searchsorted(seg, q[-1], "right"))
+    if 2 * (hi - lo) < q.size:
+        inner = seg[lo:hi]
+        lt = lo + np.cumsum(np.bincount(np.searchsorted(q, inner, "right"), minlength=q.size + 1))[: q.size]
+        le = lo + np.cumsum(np.bincount(np.searchsorted(q, inner, "left"), minlength=q.size + 1))[: q.size]
+        return lt, le
+    a = np.searchsorted(seg, q, "left")
+    b = a.copy()
+    tie = a < seg.size
+    tie[tie] = seg[a[tie]] == q[tie]
+    if tie.any():
+        b[tie] = np.searchsorted(seg, q[tie], "right")
+    return a, b
+
+
 def _pixel_replicates(maps, masks, weights, thresholds, limit, workers) -> dict[str, np.ndarray]:
     n_res, n_img = weights.shape
     nan = np.full(n_res, np.nan)
@@ -287,14 +308,7 @@ def _pixel_replicates(maps, masks, weights, thresholds, limit, workers) -> dict[
         le = np.empty((n_img, qc.size), np.int32)
 
         def count(j: int, qc=qc, lt=lt, le=le) -> None:
-            seg = buf[offsets[j] : offsets[j + 1]]
-            a = np.searchsorted(seg, qc, "left")
-            b = a.copy()
-            tie = a < seg.size
-            tie[tie] = seg[a[tie]] == qc[tie]
-            if tie.any():
-                b[tie] = np.searchsorted(seg, qc[tie], "right")
-            lt[j], le[j] = a, b
+            lt[j], le[j] = _count_sorted(buf[offsets[j] : offsets[j + 1]], qc)
 
         _parallel(count, range(n_img), workers)
         both = (lt.astype(np.float64) + le).T  # (c, n_img)
