@@ -54,9 +54,8 @@ def test_each_resample_equals_evaluate_on_the_repeated_images(seed):
 def test_pixel_pass_in_small_chunks_equals_evaluate(monkeypatch, limit):
     """The defect scores are processed in chunks; with one or a few scores per chunk every
     resample still equals evaluate on its repeated images (crossings at chunk edges, ties)."""
-    import importlib
+    from ispad_bench.metrics import bootstrap_pixel as module
 
-    module = importlib.import_module("ispad_bench.metrics.bootstrap")
     for seed, levels in ((0, 3), (1, None)):
         scores, labels, maps, masks = random_case(seed, n=10, levels=levels)
         weights, _ = resample_weights(labels, n=5, seed=seed)
@@ -201,9 +200,8 @@ def test_paired_bootstrap_detects_a_clear_difference_and_not_a_null_one():
 
 
 def test_negative_counts_by_search_or_histogram_agree_with_searchsorted():
-    import importlib
+    from ispad_bench.metrics.bootstrap_pixel import _count_sorted as count_sorted
 
-    count_sorted = importlib.import_module("ispad_bench.metrics.bootstrap")._count_sorted
     rng = np.random.default_rng(0)
     for _ in range(200):  # both branches: few values inside the q range, and many
         seg = np.sort(np.round(rng.normal(size=rng.integers(1, 200)) * 3) / 3).astype(np.float32)
