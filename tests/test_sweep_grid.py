@@ -124,3 +124,13 @@ def test_resolve_keys_the_resolved_config(tiny_root, tmp_path):
     assert one(seeds=[1]).key != a.key
     # an explicit default value resolves to the same config, hence the same job
     assert one(overrides=["--data.init_args.train_split=reduced"]).key == a.key
+
+
+def test_contamination_profile_grid_runs_unsupervised_methods_at_every_level(tmp_path):
+    configs = _configs(tmp_path, {"glass": ["lsm1.yaml"], "uflow": ["lsm1.yaml"], "supervised": ["default.yaml"]})
+    profile = grid.load_profile("contamination", grid.default_configs_dir())
+    assert profile.skip_supervised and profile.seeds == (0, 1, 2)
+    jobs = grid.expand(configs, profile, modalities=["LSM-1"])
+    assert {j.method for j in jobs} == {"glass", "uflow"}  # no supervised stream to contaminate
+    levels = [a.split("=")[1] for j in jobs if j.method == "glass" for a in j.args if "train_contamination" in a]
+    assert levels == [c for c in ("0.0", "0.01", "0.02", "0.05") for _ in range(3)]  # level x seed

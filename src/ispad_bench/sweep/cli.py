@@ -37,6 +37,8 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--job-timeout", type=float, help="seconds after which a job is killed (failure record)")
     sweep.add_argument("--maps-per-group", type=int, default=2, help="anomaly maps kept per test group for figures")
     sweep.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
+    sweep.add_argument("--threshold", choices=("oracle", "validation", "cross_fit"),
+                       help="image threshold protocol of every job's evaluator (default: the configs', oracle)")
     sweep.set_defaults(func=main_sweep, accepts_overrides=True)
 
     report = subparsers.add_parser("report", help="tables (md/csv/tex) and figures from a sweep folder")
@@ -104,7 +106,8 @@ def main_sweep(args) -> int:
             seeds=args.seeds,
             rows=args.rows,
             data_root=args.data_root,
-            overrides=list(getattr(args, "overrides", []) or []),
+            overrides=list(getattr(args, "overrides", []) or [])
+            + ([f"--model.init_args.evaluator.init_args.threshold={args.threshold}"] if args.threshold else []),
         )
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]sweep: {err}[/]")

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from ispad_bench.data.modality import Modality  # noqa: E402
 from ispad_bench.sweep import records  # noqa: E402
-from ispad_bench.sweep.report import PAPER_NAMES, _method_order, _row_order, load_records  # noqa: E402
+from ispad_bench.sweep.report import PAPER_NAMES, _contamination, _method_order, _row_order, load_records  # noqa: E402
 
 MAX_COLUMNS = 6
 
@@ -35,6 +35,7 @@ def _predictions(record: dict) -> dict | None:
 
 def _label(record: dict) -> str:
     name = PAPER_NAMES.get(record["method"], record["method"])
+    name += f" (contamination {_contamination(record):g})" if _contamination(record) else ""
     return f"{name} {record['row']}" if record.get("row") else name
 
 

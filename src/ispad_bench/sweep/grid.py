@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -84,6 +85,15 @@ class Profile:
     overrides: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     supervised_rows: tuple[Row, ...] = SUPERVISED_ROWS
+    grid: dict[str, list] = field(default_factory=dict)  # override -> values: one job per combination
+    skip_supervised: bool = False  # e.g. the contamination study: unsupervised methods only
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the ``grid`` values (one empty point without a grid)."""
+        points: list[dict[str, Any]] = [{}]
+        for key, values in self.grid.items():
+            points = [{**p, key: v} for p in points for v in values]
+        return points
 
     def args_for(self, method: str) -> list[str]:
         return overrides_to_args({**self.overrides, **self.methods.get(method, {})})
@@ -152,7 +162,7 @@ def load_profile(name: str, configs_dir: Path) -> Profile:
         raise FileNotFoundError(f"profile {name!r} not found: no {' or '.join(map(str, candidates))} (known: {known})")
     name = path.stem
     data = yaml.safe_load(path.read_text()) or {}
-    unknown = set(data) - {"seeds", "overrides", "methods", "supervised_rows", "description"}
+    unknown = set(data) - {"seeds", "overrides", "methods", "supervised_rows", "description", "grid", "skip_supervised"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     rows = data.get("supervised_rows")
@@ -162,6 +172,8 @@ def load_profile(name: str, configs_dir: Path) -> Profile:
         overrides=dict(data.get("overrides") or {}),
         methods={k: dict(v or {}) for k, v in (data.get("methods") or {}).items()},
         supervised_rows=tuple(Row.parse(r) for r in rows) if rows else SUPERVISED_ROWS,
+        grid={k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (data.get("grid") or {}).items()},
+        skip_supervised=bool(data.get("skip_supervised", False)),
     )
 
 
@@ -217,6 +229,8 @@ def expand(
     seed_list = list(seeds) if seeds is not None else list(profile.seeds)
     jobs = []
     for method in select_methods(available, methods):
+        if profile.skip_supervised and method in SUPERVISED_METHODS:
+            continue
         method_rows: list[Row | None] = [None]
         if method in SUPERVISED_METHODS:
             method_rows = [Row.parse(r) for r in rows] if rows else list(profile.supervised_rows)
@@ -226,8 +240,8 @@ def expand(
                 continue  # method has per-modality configs and none for this modality
             per_modality = modality in available[method]
             for row in method_rows:
-                for seed in seed_list:
-                    own = {"trainer.devices": 1, "seed_everything": seed}
+                for point, seed in itertools.product(profile.grid_points(), seed_list):  # grid point x seed
+                    own = {"trainer.devices": 1, "seed_everything": seed, **point}
                     if row is not None:  # cold start ("none"): fraction 0, the config's group (unused)
                         if row.group != "none":
                             own[ROW_GROUP_KEY] = row.group

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ispad_bench.metrics.reference import load_paper_tables
-from ispad_bench.sweep import records
+from ispad_bench.sweep import records, stats
 from ispad_bench.sweep.grid import PAPER_METHODS, SUPERVISED_METHODS, Row
 
 PAPER_NAMES = {"efficient_ad": "EfficientAD", "uflow": "U-Flow", "glass": "GLASS", "ddad": "DDAD", "supervised": "ResNet18"}
@@ -57,6 +57,7 @@ SUP_COLUMNS = (
     Column("fp", "FP", "FP", 1, 0, "fp"),
     Column("images_per_s", "images/s", "timing.test_images_per_s", 1, 1),
 )
+UNSUP_COLUMNS, SUP_COLUMNS = stats.with_crossfit(UNSUP_COLUMNS), stats.with_crossfit(SUP_COLUMNS)  # oracle | cf
 
 
 # ------------------------------------------------------------------------------ paper numbers
@@ -103,7 +104,7 @@ def load_records(runs_dir: Path) -> tuple[list[dict], list[dict]]:
     latest: dict[tuple, dict] = {}
     latest_failed: dict[tuple, dict] = {}
     for record in records.iter_records(runs_dir):
-        slot = tuple(record.get(k) for k in ("profile", "method", "modality", "row", "seed"))
+        slot = (*(record.get(k) for k in ("profile", "method", "modality", "row", "seed")), _contamination(record))
         table = latest if record.get("status") == "ok" else latest_failed
         if slot not in table or str(record.get("finished")) > str(table[slot].get("finished")):
             table[slot] = record
@@ -130,13 +131,14 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
     pu, ps = paper_unsupervised(), paper_supervised()
     groups: dict[tuple, list[dict]] = {}
     for r in ok:
-        groups.setdefault((r.get("profile"), r["method"], r["modality"], r.get("row")), []).append(r)
+        groups.setdefault((r.get("profile"), r["method"], r["modality"], r.get("row"), _contamination(r)), []).append(r)
     multi_profile = len({k[0] for k in groups}) > 1
     rows = []
-    for (profile, method, modality, row_slug), recs in groups.items():
+    for (profile, method, modality, row_slug, contamination), recs in groups.items():
         supervised = method in SUPERVISED_METHODS or row_slug is not None
         columns = SUP_COLUMNS if supervised else UNSUP_COLUMNS
         name = PAPER_NAMES.get(method, method) + (f" [{profile}]" if multi_profile else "")
+        name += f" (contamination {contamination:g})" if contamination else ""
         out = {
             "table": "supervised" if supervised else "unsupervised",
             "modality": modality,
@@ -144,6 +146,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             "method_id": method,
             "profile": profile,
             "row": row_slug,
+            "contamination": contamination,
             "seeds": len(recs),
             "seed_list": " ".join(str(s) for s in sorted(r["seed"] for r in recs)),
         }
@@ -165,6 +168,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             std = float(np.std(values, ddof=1)) if len(values) > 1 else None
             paper = float(paper_row[col.paper]) if paper_row is not None and col.paper else None
             out[f"{col.name}_mean"], out[f"{col.name}_std"] = mean, std
+            out[f"{col.name}_lower"], out[f"{col.name}_upper"] = stats.interval(recs, col.source, col.scale)
             out[f"{col.name}_paper"] = paper
             out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None else None
         rows.append(out)
@@ -175,13 +179,23 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             (t != "unsupervised", mod_order.get(m, 9), _method_order(mid), _row_order(r))
             for t, m, mid, r in zip(df.table, df.modality, df.method_id, df.row)
         ]
+        df["_k"] = [(*k, c) for k, c in zip(df["_k"], df.contamination)]
         df = df.sort_values("_k").drop(columns="_k").reset_index(drop=True)
         df["best"] = False
         for _, idx in df.groupby(["table", "modality", "profile"], dropna=False).groups.items():
             mcc = df.loc[idx, "mcc_mean"].astype(float)
             if mcc.notna().any():  # ties: every row at the maximum is bold
                 df.loc[mcc.index[np.isclose(mcc, mcc.max(), rtol=0, atol=1e-12)], "best"] = True
+        df = stats.add_significance(df, lambda row: groups[(row.profile, row.method_id, row.modality,
+                                                            row.row if isinstance(row.row, str) else None,
+                                                            row.contamination)])
     return df, failed
+
+
+def _contamination(record: dict) -> float:
+    """``data.init_args.train_contamination`` of a record's config (0 when absent)."""
+    data = ((record.get("config") or {}).get("data") or {}).get("init_args") or {}
+    return float(data.get("train_contamination") or 0.0)
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -198,7 +212,10 @@ def _cell(row: pd.Series, col: Column, pm: str) -> str:
     text = _num(mean, col.digits)
     if std is not None and not (isinstance(std, float) and math.isnan(std)):
         text += f" {pm} {_num(std, col.digits if col.digits else 1)}"
-    return text
+    lower, upper = row.get(f"{col.name}_lower"), row.get(f"{col.name}_upper")
+    if lower is not None and upper is not None and not (math.isnan(lower) or math.isnan(upper)):
+        text += stats.interval_text(lower, upper, col.digits)
+    return text + str(row.get(f"{col.name}_mark") or "")
 
 
 def _table_rows(df: pd.DataFrame, columns, pm: str, delta: str) -> tuple[list[str], list[list[str]], list[bool]]:
@@ -241,6 +258,8 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
         "Mean ± sample std over seeds (n); Δ = ours − paper (percentage points for %); "
         "best row per table by MCC in **bold**. Image threshold: F1-optimal on the test set (§4.3.6).",
         "",
+        stats.LEGEND,
+        "",
     ]
     for title, sub, columns in _tables(df):
         header, body, bold = _table_rows(sub, columns, "±", "Δ")
@@ -267,7 +286,7 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
 def _tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("&", r"\&"), ("_", r"\_"), ("#", r"\#")):
         text = text.replace(a, b)
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace("†", r"$^\dagger$")
 
 
 def to_latex(df: pd.DataFrame) -> str:
@@ -277,7 +296,8 @@ def to_latex(df: pd.DataFrame) -> str:
         out += [
             r"\begin{table}[t]",
             r"\centering",
-            rf"\caption{{{_tex_escape(title)}. Mean $\pm$ std over seeds; $\Delta$ = ours $-$ paper.}}",
+            rf"\caption{{{_tex_escape(title)}. Mean $\pm$ std over seeds [95\% bootstrap interval]; $\Delta$ = ours "
+            r"$-$ paper; $^\dagger$: not significantly different from the best row.}",
             r"\resizebox{\linewidth}{!}{%",
             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
             r"\toprule",
@@ -344,4 +364,12 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
 
         for name, path in write_figures(runs_dir, out_dir / "figures").items():
             paths[name] = path
+        from ispad_bench.sweep.contamination import contamination_figure
+
+        if (path := contamination_figure(df, out_dir / "figures" / "contamination.png")) is not None:
+            paths["contamination"] = path
+    from ispad_bench.sweep.html import to_html
+
+    paths["html"] = out_dir / "report.html"
+    records.atomic_write_bytes(paths["html"], to_html(df, failed, paths).encode())
     return paths
