@@ -38,6 +38,8 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--job-timeout", type=float, help="seconds after which a job is killed (failure record)")
     sweep.add_argument("--maps-per-group", type=int, default=2, help="anomaly maps kept per test group for figures")
     sweep.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
+    sweep.add_argument("--save-images", action="store_true",
+                       help="keep Anomalib's per-image visualisations (off: one PNG per test image and job)")
     sweep.add_argument("--override", action="append", metavar="METHOD:KEY=VALUE",
                        help="an override for one method, e.g. glass:model.init_args.lr=1e-4 (repeatable)")
     sweep.set_defaults(func=main_sweep, accepts_overrides=True)
@@ -140,7 +142,7 @@ def main_sweep(args) -> int:
         console.print(f"[red]sweep: {err}[/]")
         return 2
     summary = run_jobs(resolved, out_dir, executor, profile=args.profile, maps_per_group=args.maps_per_group,
-                       console=console)
+                       console=console, save_images=args.save_images)
     console.print(
         f"[bold]sweep done[/] in {summary.seconds:.1f}s: {summary.ok} ok, {len(summary.failed)} failed, "
         f"{summary.skipped} skipped (already finished) of {summary.total}"
