@@ -16,6 +16,8 @@ import warnings
 KNOWN: tuple[tuple[str, type[Warning], str], ...] = (
     ("timm", FutureWarning, r"Importing from timm\.models\.layers is deprecated"),
     ("anomalib", FutureWarning, r"The anomalib\.models\.components\.dinov2 package is deprecated"),
+    ("torchvision", UserWarning, r"The transform `ToTensor\(\)` is deprecated"),  # Anomalib's EfficientAD uses it
+    ("lightning", Warning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),  # Lightning 2.x on torch >= 2.9
 )
 
 

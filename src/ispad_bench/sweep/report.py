@@ -162,6 +162,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         out["data"], out["data_root"] = provenance.data_kind(recs), ";".join(provenance.data_roots(recs))
         if not provenance.comparable(out["data"]):
             paper_row = None  # Δ to the paper only for runs on ISP-AD (sweep/provenance.py)
+            out.pop("n_real_paper", None)
         for col in columns:
             values = [v * col.scale for v in (_value(r, col.source) for r in recs) if v is not None]
             mean = float(np.mean(values)) if values else None
