@@ -274,3 +274,22 @@ def test_cli_exit_codes(tiny_root, tmp_path):
     (broken / "LSM-2/ground_truth/dot/000_mask.png").unlink()
     proc = subprocess.run([*cmd, str(broken)], capture_output=True, text=True)
     assert proc.returncode == 1 and "image without mask" in proc.stdout
+
+
+def test_cli_defect_groups_option(tiny_root, tmp_path, capsys):
+    from ispad_bench.cli import main
+
+    assert main(["data", "check", "--root", str(tiny_root / "ASM"), "--defect-groups", "{pinhole: area}"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "test_area" in line]
+    # the mapping replaces the defaults, as in the datamodule: squeegee_stroke is now its own group
+    assert rows and rows[0].split("│")[3].strip() == "2"
+    assert "counted as its own group 'squeegee_stroke'" in out
+    mapping = tmp_path / "groups.yaml"
+    mapping.write_text("pinhole: area\nsqueegee_stroke: points\n")
+    assert main(["data", "check", "--root", str(tiny_root / "ASM"), "--defect-groups", str(mapping)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "test_points" in line]
+    assert rows[0].split("│")[3].strip() == "1"
+    with pytest.raises(SystemExit):
+        main(["data", "check", "--root", str(tiny_root), "--defect-groups", "[a, b]"])
+    assert "expected a mapping folder: group" in capsys.readouterr().err
