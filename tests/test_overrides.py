@@ -47,6 +47,8 @@ def test_key_no_method_accepts_is_an_error():
         for_sweep(CONFIGS, None, None, ["--data.init_args.trian_split", "full"], None)
     with pytest.raises(ValueError, match="method uflow does not accept 'data.init_args.real_group'"):
         for_sweep(CONFIGS, None, None, [], ["uflow:data.init_args.real_group=area"])
+    with pytest.raises(ValueError, match="method glass is not selected in this sweep"):
+        for_sweep(CONFIGS, ["uflow"], None, ["--glass.model.init_args.lr", "1e-4"], None)
 
 
 def test_sweep_cli_reports_skips_and_errors(tmp_path, capsys):

@@ -125,6 +125,8 @@ def plan(method_files: dict[str, list[Path]], overrides: list[Override]) -> Plan
                 owner = next(cls for ok, cls in verdicts if not ok).rsplit(".", 1)[-1]
                 skipped.setdefault(method, []).append(f"{o.arg()} ({owner} has no '{_init_name(o.key)[1]}')")  # type: ignore[index]
     for o, methods in used.items():
+        if o.method is not None and o.method not in method_files:
+            raise ValueError(f"override {o.text()}: method {o.method} is not selected in this sweep")
         if not methods:
             who = f"method {o.method} does not accept" if o.method else "no method of this sweep accepts"
             raise ValueError(f"override {o.text()}: {who} '{o.key}'")
