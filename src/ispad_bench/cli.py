@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ispad_bench.quiet import quiet_known_warnings
+
+    quiet_known_warnings()  # third-party deprecation notices only (quiet.py)
     args, extra = build_parser().parse_known_args(argv)
     if extra and not getattr(args, "accepts_overrides", False):
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")

@@ -23,6 +23,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import Transform
 from torchvision.tv_tensors import Mask
 
+from ispad_bench.data.groups import register_samples
 from ispad_bench.data.layout import (
     DEFECT_GROUPS,
     GOOD_DIR,
@@ -138,6 +139,7 @@ class ISPADDataset(AnomalibDataset):
         self.category = self.modality.value
         self.geometry = geometry
         self.samples = make_ispad_samples(self.root, split, train_split, defect_groups)
+        register_samples(self.samples)  # the group travels by image path to metrics and records (data/groups.py)
 
     @property
     def name(self) -> str:

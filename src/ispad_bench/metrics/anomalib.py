@@ -22,7 +22,7 @@ from anomalib.metrics import AnomalibMetric, Evaluator
 from anomalib.post_processing import PostProcessor
 from torchmetrics import Metric
 
-from ispad_bench.data.layout import defect_group
+from ispad_bench.data.groups import group_of
 from ispad_bench.metrics.functional import evaluate, f1_optimal_threshold, pixel_metrics
 from ispad_bench.metrics.uncertainty import UncertaintyOptions, finish
 
@@ -79,7 +79,8 @@ class ISPADMetrics(AnomalibMetric, Metric):
         pixel: also accumulate maps/masks for pixel AUROC, PRO and AUPRO (skipped silently for
             batches without ``anomaly_map`` or ``gt_mask``, e.g. classification-only data).
         threshold: fixed image threshold; ``None`` = F1-optimal on the accumulated set (oracle).
-        groups: derive defect groups from ``image_path`` (parent folder) for the per-group recall.
+        groups: per-group recall, with each ``image_path``'s group as the datamodule assigned it
+            (``data/groups.py``; a path of another datamodule: its folder via ``DEFECT_GROUPS``).
     """
 
     default_fields = ("pred_score", "gt_label", "anomaly_map", "gt_mask", "image_path")
@@ -155,7 +156,7 @@ class ISPADMetrics(AnomalibMetric, Metric):
             masks = _cat_release(self.masks, "ground-truth masks").numpy()
         groups = None
         if self.groups and len(self.paths) == scores.size:
-            groups = [defect_group(Path(p).parent.name) for p in self.paths]
+            groups = [group_of(p) for p in self.paths]  # the datamodule's defect_groups mapping
         result = evaluate(
             scores, labels, maps, masks, aupro_limit=self.aupro_limit, groups=groups, threshold=self.threshold
         )

@@ -22,7 +22,6 @@ from ispad_bench.metrics.functional import (
     _scores,
     confusion_metrics,
     f1_optimal_threshold,
-    held_out_split,
 )
 
 CROSSFIT_KEYS = ("mcc", "recall", "precision", "fpr", "f1")
@@ -40,11 +39,21 @@ def strata(labels: np.ndarray, groups: Any = None) -> np.ndarray:
 
 
 def cross_fit_halves(labels: Any, groups: Any = None, seed: int = 0) -> np.ndarray:
-    """Boolean mask of half A (half B is the rest), stratified by label and group, seeded."""
+    """Boolean mask of half A (half B is the rest), stratified by label and group, seeded.
+
+    Within each label, the images are laid out stratum after stratum (shuffled inside each) and
+    dealt alternately to A and B from a seeded start, so every stratum and every label is split
+    evenly to within one image, and the odd images of small strata (a group with one defect)
+    alternate between the halves instead of all landing on one side.
+    """
     labels = _binary(labels, "image_labels").ravel()
-    half_a, _ = held_out_split(labels, strata(labels, groups), fraction=0.5, seed=seed)
+    names = strata(labels, groups)
+    rng = np.random.default_rng(seed)
     mask = np.zeros(labels.size, bool)
-    mask[half_a] = True
+    for label in (False, True):
+        order = [i for name in sorted(set(names[labels == label].tolist()))
+                 for i in rng.permutation(np.nonzero(names == name)[0])]
+        mask[np.asarray(order[int(rng.integers(2))::2], dtype=np.int64)] = True
     return mask
 
 

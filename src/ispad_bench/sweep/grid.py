@@ -221,7 +221,7 @@ def expand(
     seeds: list[int] | None = None,
     rows: list[str] | None = None,
     data_root: Path | None = None,
-    overrides: list[str] | None = None,
+    overrides: list[str] | dict[str, list[str]] | None = None,
 ) -> list[Job]:
     """The unresolved grid, ordered method -> modality -> row -> seed."""
     available = method_configs(configs_dir)
@@ -251,7 +251,8 @@ def expand(
                         data_args["modality"] = modality
                     if data_root is not None:
                         data_args["root"] = str(Path(data_root).resolve())
-                    args = (*overrides_to_args(own), *profile.args_for(method), *(overrides or []))
+                    user = overrides.get(method, []) if isinstance(overrides, dict) else (overrides or [])  # sweep/overrides.py
+                    args = (*overrides_to_args(own), *profile.args_for(method), *user)
                     jobs.append(
                         Job(method, modality, seed, Path(config).resolve(), args, row, tuple(data_args.items()))
                     )

@@ -58,6 +58,7 @@ def execute(spec: dict, state: dict) -> dict:
     from anomalib.engine import Engine
     from anomalib.utils.config import update_config
 
+    from ispad_bench.data.fingerprint import describe as describe_data
     from ispad_bench.sweep import grid
     from ispad_bench.sweep.callbacks import FiniteLossGuard, PredictionCollector, TestTimer
 
@@ -70,6 +71,8 @@ def execute(spec: dict, state: dict) -> dict:
     parser = grid.train_parser()
     init = parser.instantiate_classes(update_config(cfg))
     model, datamodule = init.model, init.data
+    if not spec.get("save_images", False) and hasattr(model, "visualizer"):
+        model.visualizer = None  # the sweep keeps its own maps (predictions.npz); --save-images keeps Anomalib's
     trainer_kwargs = _to_dict(init.trainer)
     user_callbacks = trainer_kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
@@ -116,6 +119,7 @@ def execute(spec: dict, state: dict) -> dict:
         "contamination": getattr(datamodule, "contamination_record", None),
         "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": "anomalib",
                       **({"bootstrap": BOOTSTRAP} if uncertainty else {})},
+        "data": describe_data(datamodule),  # root, file-list fingerprint, counts, ISP-AD or not (data/fingerprint.py)
     }
 
 
@@ -182,6 +186,9 @@ def run(spec_path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ispad_bench.quiet import quiet_known_warnings
+
+    quiet_known_warnings()  # third-party deprecation notices only (quiet.py)
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m ispad_bench.sweep.job <job_dir>/job.json", file=sys.stderr)

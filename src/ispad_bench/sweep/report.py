@@ -10,7 +10,7 @@ and ``tables.tex``, plus figures (``figures.py``). Per row: mean and sample stan
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ispad_bench.metrics.reference import load_paper_tables
-from ispad_bench.sweep import records, stats
+from ispad_bench.sweep import provenance, records, stats
 from ispad_bench.sweep.grid import PAPER_METHODS, SUPERVISED_METHODS, Row
 
 PAPER_NAMES = {"efficient_ad": "EfficientAD", "uflow": "U-Flow", "glass": "GLASS", "ddad": "DDAD", "supervised": "ResNet18"}
@@ -162,6 +162,10 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         elif method in PAPER_NAMES:
             match = pu[(pu.modality == modality) & (pu.method == PAPER_NAMES[method])]
             paper_row = match.iloc[0] if len(match) else None
+        out["data"], out["data_root"] = provenance.data_kind(recs), ";".join(provenance.data_roots(recs))
+        if not provenance.comparable(out["data"]):
+            paper_row = None  # Δ to the paper only for runs on ISP-AD (sweep/provenance.py)
+            out.pop("n_real_paper", None)
         for col in columns:
             values = [v * col.scale for v in (_value(r, col.source) for r in recs) if v is not None]
             mean = float(np.mean(values)) if values else None
@@ -220,6 +224,8 @@ def _cell(row: pd.Series, col: Column, pm: str) -> str:
 
 def _table_rows(df: pd.DataFrame, columns, pm: str, delta: str) -> tuple[list[str], list[list[str]], list[bool]]:
     supervised = df.table.iloc[0] == "supervised"
+    if "data" in df and not any(provenance.comparable(k) for k in df["data"]):
+        columns = [replace(c, paper=None) for c in columns]  # no Δ columns off ISP-AD
     header = (["Method", "Group", "#Real", "Fraction"] if supervised else ["Method"]) + ["n"]
     for col in columns:
         header.append(col.header)
@@ -248,7 +254,8 @@ def _tables(df: pd.DataFrame):
             sub = part[part.modality == modality]
             number = (UNSUP_TABLE if table == "unsupervised" else SUP_TABLE).get(modality)
             ref = f"paper Table {number}" if number else "no table in the paper"
-            yield f"{modality}: {table} ({ref})", sub, columns
+            note = provenance.title_note(sub["data"], sub["data_root"]) if "data" in sub else ""
+            yield f"{modality}: {table} ({ref}){note}", sub, columns
 
 
 def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
@@ -263,7 +270,10 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
     ]
     for title, sub, columns in _tables(df):
         header, body, bold = _table_rows(sub, columns, "±", "Δ")
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += [f"## {title}", ""]
+        if "data" in sub and not any(provenance.comparable(k) for k in sub["data"]):
+            lines += [provenance.no_delta_reason(sub["data"]), ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for cells, b in zip(body, bold):
             cells = [f"**{c}**" if b and c not in ("", "–") else c for c in cells]
             lines.append("| " + " | ".join(cells) + " |")
