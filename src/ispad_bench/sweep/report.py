@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ispad_bench.metrics.reference import load_paper_tables
-from ispad_bench.sweep import records
+from ispad_bench.sweep import procedure, records
 from ispad_bench.sweep.grid import PAPER_METHODS, SUPERVISED_METHODS, Row
 
 PAPER_NAMES = {"efficient_ad": "EfficientAD", "uflow": "U-Flow", "glass": "GLASS", "ddad": "DDAD", "supervised": "ResNet18"}
@@ -55,6 +55,10 @@ SUP_COLUMNS = (
     Column("tp", "TP", "TP", 1, 0, "tp"),
     Column("fn", "FN", "FN", 1, 0, "fn"),
     Column("fp", "FP", "FP", 1, 0, "fp"),
+    Column("fn_area", "FN-area", "fn_area", 1, 0),  # §5.2 counts FNs per group
+    Column("fn_points", "FN-points", "fn_points", 1, 0),
+    Column("best_epoch", "Best epoch", "procedure.selected_epoch", 1, 0),  # §5.2: epochs to convergence
+    Column("epochs", "Epochs", "procedure.epochs_trained", 1, 0),
     Column("images_per_s", "images/s", "timing.test_images_per_s", 1, 1),
 )
 
@@ -81,8 +85,9 @@ def paper_supervised() -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ loading
 def _value(record: dict, source: str) -> float | None:
-    if source.startswith("timing."):
-        v = (record.get("timing") or {}).get(source.split(".", 1)[1])
+    if source.startswith(("timing.", "procedure.")):
+        section, key = source.split(".", 1)
+        v = (record.get(section) or {}).get(key)
     else:
         v = (record.get("metrics") or {}).get(source)
     return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else None
@@ -137,6 +142,8 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         supervised = method in SUPERVISED_METHODS or row_slug is not None
         columns = SUP_COLUMNS if supervised else UNSUP_COLUMNS
         name = PAPER_NAMES.get(method, method) + (f" [{profile}]" if multi_profile else "")
+        marks = procedure.row_marks(recs)  # ‡: not the paper's procedure (no Δ); †: generated textures
+        name += marks
         out = {
             "table": "supervised" if supervised else "unsupervised",
             "modality": modality,
@@ -146,6 +153,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             "row": row_slug,
             "seeds": len(recs),
             "seed_list": " ".join(str(s) for s in sorted(r["seed"] for r in recs)),
+            "procedure": procedure.row_procedure(recs),
         }
         paper_row = None
         if supervised and row_slug:
@@ -166,7 +174,8 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             paper = float(paper_row[col.paper]) if paper_row is not None and col.paper else None
             out[f"{col.name}_mean"], out[f"{col.name}_std"] = mean, std
             out[f"{col.name}_paper"] = paper
-            out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None else None
+            comparable = procedure.MARK_PROCEDURE not in marks
+            out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None and comparable else None
         rows.append(out)
     df = pd.DataFrame(rows)
     if len(df):
@@ -248,7 +257,7 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
         for cells, b in zip(body, bold):
             cells = [f"**{c}**" if b and c not in ("", "–") else c for c in cells]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *procedure.table_notes(sub), ""]
     if failed:
         lines += ["## Failed jobs", "", "| Method | Modality | Row | Seed | Error | Folder |", "|---|---|---|---|---|---|"]
         for r in failed:
