@@ -34,12 +34,27 @@ MARK_TEXTURES = "†"  # GLASS row trained on generated textures instead of DTD
 
 
 class EpochTracker(Callback):
-    """Counts training epochs and keeps every validation value of the monitored metrics (all methods)."""
+    """Counts training epochs, notes the run's stopping/checkpoint rules and every value of their metrics."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, float | int]] = []
         self.epochs_trained = 0
         self.monitors: dict[str, str] = {}  # metric -> "max" | "min"
+        self.stopping: list[tuple[str, int]] = []  # (monitor, patience) of each EarlyStopping
+        self.checkpoint_monitor: str | None = None  # metric of a ModelCheckpoint that keeps the best model
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+        for cb in trainer.callbacks:
+            monitor = getattr(cb, "monitor", None)
+            if not (isinstance(monitor, str) and monitor):
+                continue
+            self.monitors.setdefault(monitor, str(getattr(cb, "mode", "min")))
+            if isinstance(cb, EarlyStopping):
+                self.stopping.append((monitor, int(cb.patience)))
+            elif isinstance(cb, ModelCheckpoint):
+                self.checkpoint_monitor = monitor
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.epochs_trained = max(self.epochs_trained, trainer.current_epoch + 1)
@@ -47,22 +62,19 @@ class EpochTracker(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        for cb in trainer.callbacks:
-            monitor = getattr(cb, "monitor", None)
-            if isinstance(monitor, str) and monitor:
-                self.monitors.setdefault(monitor, str(getattr(cb, "mode", "min")))
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k in self.monitors}
         if values:
             self.history.append({"epoch": int(trainer.current_epoch), **values})
 
-    def best_epoch(self) -> tuple[str, int] | None:
-        """(metric, epoch) of the best value of the first monitored metric; ``None`` without validation."""
-        for metric, mode in self.monitors.items():
-            points = [(h[metric], h["epoch"]) for h in self.history if metric in h and not math.isnan(h[metric])]
+    def best_epoch(self, metric: str | None = None) -> tuple[str, int] | None:
+        """(metric, first epoch of its best value) for ``metric`` or the first monitored one; ``None`` without data."""
+        for name, mode in self.monitors.items():
+            if metric is not None and name != metric:
+                continue
+            points = [(h[name], h["epoch"]) for h in self.history if name in h and not math.isnan(h[name])]
             if points:
-                pick = max if mode == "max" else min
-                best = pick(v for v, _ in points)
-                return metric, next(e for v, e in points if v == best)  # first epoch reaching it
+                best = (max if mode == "max" else min)(v for v, _ in points)
+                return name, next(e for v, e in points if v == best)
         return None
 
 
@@ -127,30 +139,21 @@ def describe(spec: dict, config: dict, model: Any, tracker: EpochTracker | None,
     }
     own = getattr(model, "procedure", None)
     if callable(own):
-        out.update(own())
-    for cb in (getattr(getattr(model, "trainer", None), "callbacks", None) or []) if _attached(model) else []:
-        epoch = getattr(cb, "best_epoch", None)  # selection callbacks (GLASS official, supervised best loss)
-        if out.get("selected_epoch") is None and isinstance(epoch, int) and epoch >= 0:
-            out["selected_epoch"] = epoch
-            out.setdefault("tested", f"epoch {epoch} (best {getattr(cb, 'monitor', 'validation')})")
+        out.update(own())  # GLASS: selection and selected epoch; DDAD: phase-1 length and tested UNet
+    out.pop("history", None)  # per-evaluation values stay out of the record: only the summary
     best = tracker.best_epoch() if tracker is not None else None
     if best is not None:
-        out["best_epoch"], out["best_metric"] = best[1], best[0]
-    if out.get("selected_epoch") is None and "tested" not in out:
-        stoppers = _stoppers(config)
-        out["selection"] = out.get("selection") or ("early stopping on " + stoppers[0].get("monitor", "?")
-                                                      + f", patience {stoppers[0].get('patience')}" if stoppers
-                                                      else "fixed length")
-        out["tested"] = f"checkpoint {ckpt}" if ckpt else "last epoch"
-    out.pop("history", None)  # per-evaluation values stay small: only the summary goes into the record
+        out["best_metric"], out["best_epoch"] = best
+    if tracker is not None and "tested" not in out:
+        stops = ", ".join(f"early stopping on {m}, patience {p}" for m, p in tracker.stopping)
+        out["selection"] = stops or "fixed length"
+        kept = tracker.best_epoch(tracker.checkpoint_monitor) if ckpt and tracker.checkpoint_monitor else None
+        if kept is not None:  # a monitored checkpoint (supervised: lowest val_loss) was tested
+            out["selected_epoch"] = kept[1]
+            out["tested"] = f"best {kept[0]} checkpoint (epoch {kept[1]})"
+        else:
+            out["tested"] = "last epoch"
     return out
-
-
-def _attached(model: Any) -> bool:
-    try:
-        return model is not None and model.trainer is not None
-    except (RuntimeError, AttributeError):  # a LightningModule without a trainer raises
-        return False
 
 
 def row_marks(records: list[dict]) -> str:
