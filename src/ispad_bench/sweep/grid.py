@@ -35,6 +35,9 @@ PROFILE_DIR = "profiles"
 # Init args of the supervised datamodule that select a row of Tables 2-3.
 ROW_GROUP_KEY = "data.init_args.real_group"
 ROW_FRACTION_KEY = "data.init_args.real_fraction"
+# The real-only baseline of ref [35] (§5.2, §6): all real defects, oversampled, no synthetic defects.
+REAL_ONLY = "real-only"
+REAL_ONLY_ARGS = {ROW_GROUP_KEY: "mixed", ROW_FRACTION_KEY: "1", "data.init_args.real_only": True}
 # Path placeholders a profile may use in override values, filled in per job by :func:`resolve`.
 PLACEHOLDER = re.compile(r"\{(data_root|modality_dir)\}")
 
@@ -43,13 +46,13 @@ PLACEHOLDER = re.compile(r"\{(data_root|modality_dir)\}")
 class Row:
     """A row of Tables 2-3: real-defect group and fraction injected into the synthetic stream."""
 
-    group: str  # "none" (purely synthetic), "points", "area" or "mixed"
+    group: str  # "none" (purely synthetic), "points", "area", "mixed" or "real-only" (ref [35])
     fraction: Fraction
 
     @property
     def slug(self) -> str:
-        if self.group == "none":
-            return "none"
+        if self.group in ("none", REAL_ONLY):
+            return self.group
         frac = str(self.fraction).replace("/", "_")
         return f"{self.group}-{frac}"
 
@@ -58,20 +61,23 @@ class Row:
         """``none``, ``mixed-1_16``, ``points-1/16``, ``mixed-1``."""
         if text == "none":
             return cls("none", Fraction(0))
+        if text == REAL_ONLY:
+            return cls(REAL_ONLY, Fraction(1))
         match = re.fullmatch(r"(points|area|mixed)-(\d+)(?:[_/](\d+))?", text)
         if not match:
-            raise ValueError(f"bad supervised row {text!r}: expected none, <points|area|mixed>-<n>_<d>")
+            raise ValueError(f"bad supervised row {text!r}: expected none, real-only, <points|area|mixed>-<n>_<d>")
         group, num, den = match.groups()
         return cls(group, Fraction(int(num), int(den or 1)))
 
 
 # §5.2 / Tables 2-3: purely synthetic; each group alone at the smallest fraction; mixed at
-# every fraction 1/16 ... 1 (nested prefixes of one seeded shuffle).
+# every fraction 1/16 ... 1 (nested prefixes of one seeded shuffle); the real-only baseline.
 SUPERVISED_ROWS = (
     Row("none", Fraction(0)),
     Row("points", Fraction(1, 16)),
     Row("area", Fraction(1, 16)),
     *(Row("mixed", Fraction(1, d)) for d in (16, 8, 4, 2, 1)),
+    Row(REAL_ONLY, Fraction(1)),  # §5.2/§6: the real-only baseline of ref [35] (text only, no table row)
 )
 
 
@@ -228,7 +234,9 @@ def expand(
             for row in method_rows:
                 for seed in seed_list:
                     own = {"trainer.devices": 1, "seed_everything": seed}
-                    if row is not None:  # cold start ("none"): fraction 0, the config's group (unused)
+                    if row is not None and row.group == REAL_ONLY:
+                        own.update(REAL_ONLY_ARGS)
+                    elif row is not None:  # cold start ("none"): fraction 0, the config's group (unused)
                         if row.group != "none":
                             own[ROW_GROUP_KEY] = row.group
                         own[ROW_FRACTION_KEY] = str(row.fraction)

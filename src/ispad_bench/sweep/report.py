@@ -126,7 +126,7 @@ def _row_order(slug: str | None) -> tuple[int, Fraction]:
     if not isinstance(slug, str) or not slug:  # unsupervised (None / NaN in a frame)
         return (0, Fraction(0))
     row = Row.parse(slug)
-    return ({"none": 0, "points": 1, "area": 2, "mixed": 3}[row.group], row.fraction)
+    return ({"none": 0, "points": 1, "area": 2, "mixed": 3, "real-only": 4}[row.group], row.fraction)
 
 
 def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
