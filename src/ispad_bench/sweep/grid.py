@@ -39,7 +39,7 @@ ROW_FRACTION_KEY = "data.init_args.real_fraction"
 REAL_ONLY = "real-only"
 REAL_ONLY_ARGS = {ROW_GROUP_KEY: "mixed", ROW_FRACTION_KEY: "1", "data.init_args.real_only": True}
 # Path placeholders a profile may use in override values, filled in per job by :func:`resolve`.
-PLACEHOLDER = re.compile(r"\{(data_root|modality_dir)\}")
+PLACEHOLDER = re.compile(r"\{(data_root|modality_dir|configs_dir)\}")  # configs_dir: the job config's configs/
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,7 @@ def resolve(job: Job) -> Job:
     args = (*overrides_to_args({f"data.init_args.{k}": v for k, v in data.items()}), *job.args)
     if any(PLACEHOLDER.search(a) for a in args):
         base = parse(job.config_file, tuple(a for a in args if not PLACEHOLDER.search(a)))
-        args = _fill(args, _job_paths(base, job.modality))
+        args = _fill(args, {**_job_paths(base, job.modality), "configs_dir": str(Path(job.config_file).resolve().parents[1])})
     if cfg is None or data or args != job.args:
         cfg = parse(job.config_file, args)
     config = config_dict(cfg)

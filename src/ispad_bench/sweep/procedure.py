@@ -17,6 +17,7 @@ readings, since the paper's "3000 steps" is ambiguous) and training was not cut 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback
@@ -27,7 +28,7 @@ PAPER_READINGS = {
     "ddad": {"paper-text", "official-code"},
     "efficient_ad": {"anomalib-v1"},
     "uflow": {"anomalib-engine"},
-    "supervised": {"paper"},
+    "supervised": {"paper", "real-only"},
 }
 MARK_PROCEDURE = "‡"  # row's procedure differs from the paper's runs: no Δ
 MARK_TEXTURES = "†"  # GLASS row trained on generated textures instead of DTD
@@ -116,7 +117,9 @@ def method_reading(method: str, config: dict) -> str:
     if method == "uflow":
         return "anomalib-engine" if trainer.get("max_epochs") == 300 and engine_rule else "custom"
     if method == "supervised":
-        return "paper" if args.get("early_stopping_patience") == 20 else "custom"
+        if args.get("early_stopping_patience") != 20:
+            return "custom"
+        return "real-only" if _get(config, "data.init_args.real_only") else "paper"
     return "custom"
 
 
@@ -137,6 +140,9 @@ def describe(spec: dict, config: dict, model: Any, tracker: EpochTracker | None,
         "matches_paper_runs": reading in PAPER_READINGS.get(method, set()) and _full_training(config),
         "epochs_trained": tracker.epochs_trained if tracker is not None else None,
     }
+    ids_file = _get(config, "data.init_args.real_ids_file")
+    if method == "supervised":  # which real defects: a published list or the harness's seeded shuffle
+        out["real_ids"] = f"file {Path(ids_file).name}" if ids_file else "seeded shuffle"
     own = getattr(model, "procedure", None)
     if callable(own):
         out.update(own())  # GLASS: selection and selected epoch; DDAD: phase-1 length and tested UNet
@@ -180,6 +186,8 @@ def row_procedure(records: list[dict]) -> str:
             text += f", selection {p['selection']}"
         if p.get("tested"):
             text += f", tested {p['tested']}"
+        if p.get("real_ids"):
+            text += f", real ids {p['real_ids']}"
         if p.get("texture_source"):
             text += f", textures {p['texture_source']}"
         parts[text] = None
