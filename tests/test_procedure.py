@@ -107,3 +107,29 @@ def test_epoch_tracker_best_epoch_follows_the_monitor_mode():
     tracker.monitors = {"pixel_AUROC": "max"}
     tracker.history = [{"epoch": 0, "pixel_AUROC": 0.7}, {"epoch": 3, "pixel_AUROC": 0.9}]
     assert tracker.best_epoch() == ("pixel_AUROC", 3)
+
+
+def test_ddad_reconstructions_are_stored_and_drawn_as_triplets(tmp_path):
+    """Fig. 6-style figure: the collector keeps a model's ``last_reconstruction`` beside image and map."""
+    import torch
+    from anomalib.data import ImageBatch
+
+    from ispad_bench.sweep.callbacks import PredictionCollector
+    from ispad_bench.sweep.figures_recon import reconstruction_grid
+
+    batch = ImageBatch(image=torch.rand(2, 3, 16, 16), gt_label=torch.tensor([0, 1]),
+                       gt_mask=torch.zeros(2, 16, 16, dtype=torch.bool), image_path=["t/good/0.png", "t/dot/1.png"],
+                       pred_score=torch.tensor([0.1, 0.9]), anomaly_map=torch.rand(2, 1, 16, 16))
+    recon = torch.zeros(2, 3, 16, 16)
+    recon[1, :, :8] = 1.0  # a recognisable reconstruction for the second image
+    module = SimpleNamespace(model=SimpleNamespace(last_reconstruction=recon))
+    collector = PredictionCollector(maps_per_group=1)
+    collector.on_test_batch_end(None, module, batch, batch, 0)
+    collector.on_test_epoch_end(None, module)
+    arrays = collector.arrays()
+    order = [str(p) for p in arrays["map_paths"]]
+    dot = order.index("t/dot/1.png")
+    assert arrays[f"reconstruction_{dot}"][:8].min() == 255 and arrays[f"reconstruction_{dot}"][8:].max() == 0
+    assert reconstruction_grid("DDAD, LSM-1", arrays, tmp_path / "r.png").stat().st_size > 0
+    plain = {k: v for k, v in arrays.items() if not k.startswith("reconstruction_")}
+    assert reconstruction_grid("U-Flow", plain, tmp_path / "u.png") is None and not (tmp_path / "u.png").exists()
