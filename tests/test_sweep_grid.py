@@ -24,7 +24,8 @@ def _configs(tmp_path: Path, layout: dict[str, list[str]]) -> Path:
 
 def test_supervised_rows_are_the_papers_tables_2_3():
     slugs = [r.slug for r in grid.SUPERVISED_ROWS]
-    assert slugs == ["none", "points-1_16", "area-1_16", "mixed-1_16", "mixed-1_8", "mixed-1_4", "mixed-1_2", "mixed-1"]
+    assert slugs == ["none", "points-1_16", "area-1_16", "mixed-1_16", "mixed-1_8", "mixed-1_4", "mixed-1_2", "mixed-1",
+                     "real-only"]  # + the real-only baseline of ref [35] (§5.2, §6)
     for row in grid.SUPERVISED_ROWS:
         assert Row.parse(row.slug) == row
     assert Row.parse("mixed-1/8") == Row("mixed", Fraction(1, 8))
@@ -45,7 +46,7 @@ def test_expand_all_methods_modalities_seeds_and_rows(tmp_path):
     assert sum(j.method == "glass" for j in jobs) == 3 * 2
     assert [(j.modality, j.seed) for j in jobs if j.method == "uflow"] == [("LSM-1", 0), ("LSM-1", 1)]
     sup = [j for j in jobs if j.method == "supervised"]
-    assert len(sup) == 3 * 8 * 2
+    assert len(sup) == 3 * 9 * 2
     assert [j.row.slug for j in sup if j.modality == "ASM" and j.seed == 0] == [r.slug for r in grid.SUPERVISED_ROWS]
     # a shared config gets the modality from the sweep; per-modality configs keep their own
     assert ("modality", "ASM") in sup[-1].data_args
@@ -56,6 +57,8 @@ def test_expand_all_methods_modalities_seeds_and_rows(tmp_path):
     assert "--trainer.max_epochs=1" in glass.args and "--model.init_args.a=[1, 2]" in glass.args
     mixed = next(j for j in sup if j.row.slug == "mixed-1_4")
     assert f"--{grid.ROW_GROUP_KEY}=mixed" in mixed.args and f"--{grid.ROW_FRACTION_KEY}=1/4" in mixed.args
+    real_only = next(j for j in sup if j.row.slug == "real-only")
+    assert {f"--{grid.ROW_FRACTION_KEY}=1", "--data.init_args.real_only=true"} <= set(real_only.args)
 
 
 def test_selection_flags(tmp_path):

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 COMMANDS = (
-    "ispad_bench.data.cli",  # data synth | check | download
+    "ispad_bench.data.cli",  # data synth | check | download | textures
     "ispad_bench.sweep.cli",  # sweep, report
 )
 

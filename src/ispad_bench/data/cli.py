@@ -1,4 +1,4 @@
-"""``ispad-bench data synth | check | download``."""
+"""``ispad-bench data synth | check | download | textures``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ def _download(args: argparse.Namespace) -> int:
     return main_download(args.root, record=args.record, api_url=args.api_url)
 
 
+def _textures(args: argparse.Namespace) -> int:
+    from ispad_bench.data.dtd import main_textures
+
+    return main_textures(args.root, **({"url": args.url} if args.url else {}))
+
+
 def add_parser(subparsers) -> None:
     data = subparsers.add_parser("data", help="generate, check or download ISP-AD data")
     sub = data.add_subparsers(dest="data_command", required=True)
@@ -78,3 +84,8 @@ def add_parser(subparsers) -> None:
     download.add_argument("--record", default="14911043", help="Zenodo record id (default: ISP-AD)")
     download.add_argument("--api-url", default="https://zenodo.org/api/records", help=argparse.SUPPRESS)
     download.set_defaults(func=_download)
+
+    textures = sub.add_parser("textures", help="download DTD textures for GLASS (SHA-256-verified, resumable)")
+    textures.add_argument("--root", type=Path, required=True, help="target folder; GLASS texture_dir (configs: datasets/dtd)")
+    textures.add_argument("--url", default=None, help=argparse.SUPPRESS)
+    textures.set_defaults(func=_textures)

@@ -99,13 +99,16 @@ class PredictionCollector(Callback):
 
     Reads each batch at the *next* hook, i.e. after every ``on_test_batch_end`` hook (the model's
     post-processor and evaluator included) has run, so it stores exactly what the evaluator saw.
-    Map images are chosen from the test set itself: ``maps_per_group`` paths of each defect group
-    and of ``good`` (:func:`pick_per_group`), so every method of a sweep shows the same images.
+    A model that keeps ``model.last_reconstruction`` (DDAD) also gets its reconstruction stored
+    (``reconstruction_<i>``, Fig. 6-style triplets). Map images are chosen from the test set itself:
+    ``maps_per_group`` paths of each defect group and of ``good`` (:func:`pick_per_group`), so every
+    method of a sweep shows the same images.
     """
 
     def __init__(self, maps_per_group: int = 2) -> None:
         self.maps_per_group = maps_per_group
         self._pending = None
+        self._pending_recon = None
         self.paths: list[str] = []
         self.scores: list[float] = []
         self.labels: list[int] = []
@@ -143,6 +146,8 @@ class PredictionCollector(Callback):
             if amap is None or not self._want(path):
                 continue
             entry = {"map": _np(amap[i]).squeeze().astype(np.float16), "image": _display_image(batch.image[i])}
+            if self._pending_recon is not None and i < len(self._pending_recon):
+                entry["reconstruction"] = _display_image(self._pending_recon[i])
             mask = getattr(batch, "gt_mask", None)
             if mask is not None:
                 entry["mask"] = (_np(mask[i]).squeeze() > 0.5).astype(np.uint8)
@@ -153,6 +158,8 @@ class PredictionCollector(Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._pending = outputs if outputs is not None else batch
+        recon = getattr(getattr(pl_module, "model", None), "last_reconstruction", None)
+        self._pending_recon = recon if isinstance(recon, torch.Tensor) else None
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self._flush()

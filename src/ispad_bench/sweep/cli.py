@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--rows", type=_csv, help="supervised rows, e.g. none,mixed-1_16 (default: profile's)")
     sweep.add_argument("--data-root", type=Path, help="dataset root (overrides data.init_args.root)")
     sweep.add_argument("--out", type=Path, help="sweep folder (default: results/runs/<profile>)")
-    sweep.add_argument("--profile", default="paper", help="settings profile in configs/profiles/ (paper, smoke)")
+    sweep.add_argument("--profile", default="paper", help="settings profile in configs/profiles/ (paper, official, smoke)")
     sweep.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
     sweep.add_argument("--dry-run", action="store_true", help="print the grid with each job's status and exit")
     sweep.add_argument("--devices", type=_csv, help="GPU ids, one job per GPU at a time, e.g. 0,1")

@@ -3,6 +3,8 @@
 * ``overlay_<modality>.png`` — like the paper's Fig. 4, per modality: the first row shows the
   test images with their ground-truth outline, then one row per method with its anomaly map
   over the image and the outline of ``map >= image threshold`` (the pixels PRO counts, §5.1).
+* ``reconstructions_<method>_<modality>.png`` — Fig. 6-style input / reconstruction / map triplets of
+  runs that store reconstructions (DDAD; ``figures_recon.py``).
 * ``roc_<modality>.png`` — image-level ROC curves, one line per method (unsupervised panel) and
   per supervised row (supervised panel); every seed is drawn, the legend gives mean AUROC.
 """
@@ -19,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from ispad_bench.data.modality import Modality  # noqa: E402
 from ispad_bench.sweep import records  # noqa: E402
+from ispad_bench.sweep.figures_recon import reconstruction_grid  # noqa: E402
 from ispad_bench.sweep.report import PAPER_NAMES, _contamination, _method_order, _row_order, load_records  # noqa: E402
 
 MAX_COLUMNS = 6
@@ -194,4 +197,9 @@ def write_figures(runs_dir: Path, out_dir: Path) -> dict[str, Path]:
         roc = roc_figure({"unsupervised": unsup, "supervised": sup}, modality, out_dir / f"roc_{slug}.png")
         if roc:
             written[f"roc_{slug}"] = roc
+        for label, runs in unsup.items():  # Fig. 6-style triplets of runs that store reconstructions (DDAD)
+            recon = _predictions(_first_seed(runs))
+            name = f"reconstructions_{runs[0]['method']}_{slug}"
+            if recon is not None and (path := reconstruction_grid(f"{label}, {modality}", recon, out_dir / f"{name}.png")):
+                written[name] = path
     return written

@@ -36,21 +36,24 @@ PROFILE_DIR = "profiles"
 # Init args of the supervised datamodule that select a row of Tables 2-3.
 ROW_GROUP_KEY = "data.init_args.real_group"
 ROW_FRACTION_KEY = "data.init_args.real_fraction"
+# The real-only baseline of ref [35] (§5.2, §6): all real defects, oversampled, no synthetic defects.
+REAL_ONLY = "real-only"
+REAL_ONLY_ARGS = {ROW_GROUP_KEY: "mixed", ROW_FRACTION_KEY: "1", "data.init_args.real_only": True}
 # Path placeholders a profile may use in override values, filled in per job by :func:`resolve`.
-PLACEHOLDER = re.compile(r"\{(data_root|modality_dir)\}")
+PLACEHOLDER = re.compile(r"\{(data_root|modality_dir|configs_dir)\}")  # configs_dir: the job config's configs/
 
 
 @dataclass(frozen=True)
 class Row:
     """A row of Tables 2-3: real-defect group and fraction injected into the synthetic stream."""
 
-    group: str  # "none" (purely synthetic), "points", "area" or "mixed"
+    group: str  # "none" (purely synthetic), "points", "area", "mixed" or "real-only" (ref [35])
     fraction: Fraction
 
     @property
     def slug(self) -> str:
-        if self.group == "none":
-            return "none"
+        if self.group in ("none", REAL_ONLY):
+            return self.group
         frac = str(self.fraction).replace("/", "_")
         return f"{self.group}-{frac}"
 
@@ -59,20 +62,23 @@ class Row:
         """``none``, ``mixed-1_16``, ``points-1/16``, ``mixed-1``."""
         if text == "none":
             return cls("none", Fraction(0))
+        if text == REAL_ONLY:
+            return cls(REAL_ONLY, Fraction(1))
         match = re.fullmatch(r"(points|area|mixed)-(\d+)(?:[_/](\d+))?", text)
         if not match:
-            raise ValueError(f"bad supervised row {text!r}: expected none, <points|area|mixed>-<n>_<d>")
+            raise ValueError(f"bad supervised row {text!r}: expected none, real-only, <points|area|mixed>-<n>_<d>")
         group, num, den = match.groups()
         return cls(group, Fraction(int(num), int(den or 1)))
 
 
 # §5.2 / Tables 2-3: purely synthetic; each group alone at the smallest fraction; mixed at
-# every fraction 1/16 ... 1 (nested prefixes of one seeded shuffle).
+# every fraction 1/16 ... 1 (nested prefixes of one seeded shuffle); the real-only baseline.
 SUPERVISED_ROWS = (
     Row("none", Fraction(0)),
     Row("points", Fraction(1, 16)),
     Row("area", Fraction(1, 16)),
     *(Row("mixed", Fraction(1, d)) for d in (16, 8, 4, 2, 1)),
+    Row(REAL_ONLY, Fraction(1)),  # §5.2/§6: the real-only baseline of ref [35] (text only, no table row)
 )
 
 
@@ -242,7 +248,9 @@ def expand(
             for row in method_rows:
                 for point, seed in itertools.product(profile.grid_points(), seed_list):  # grid point x seed
                     own = {"trainer.devices": 1, "seed_everything": seed, **point}
-                    if row is not None:  # cold start ("none"): fraction 0, the config's group (unused)
+                    if row is not None and row.group == REAL_ONLY:
+                        own.update(REAL_ONLY_ARGS)
+                    elif row is not None:  # cold start ("none"): fraction 0, the config's group (unused)
                         if row.group != "none":
                             own[ROW_GROUP_KEY] = row.group
                         own[ROW_FRACTION_KEY] = str(row.fraction)
@@ -370,7 +378,7 @@ def resolve(job: Job) -> Job:
     args = (*overrides_to_args({f"data.init_args.{k}": v for k, v in data.items()}), *job.args)
     if any(PLACEHOLDER.search(a) for a in args):
         base = parse(job.config_file, tuple(a for a in args if not PLACEHOLDER.search(a)))
-        args = _fill(args, _job_paths(base, job.modality))
+        args = _fill(args, {**_job_paths(base, job.modality), "configs_dir": str(Path(job.config_file).resolve().parents[1])})
     if cfg is None or data or args != job.args:
         cfg = parse(job.config_file, args)
     config = config_dict(cfg)

@@ -61,6 +61,7 @@ def execute(spec: dict, state: dict) -> dict:
     from ispad_bench.data.fingerprint import describe as describe_data
     from ispad_bench.sweep import grid
     from ispad_bench.sweep.callbacks import FiniteLossGuard, PredictionCollector, TestTimer
+    from ispad_bench.sweep.procedure import EpochTracker, describe
 
     job_dir = Path(spec["job_dir"])
     state["phase"] = "setup"
@@ -77,8 +78,8 @@ def execute(spec: dict, state: dict) -> dict:
     user_callbacks = trainer_kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]
-    timer, collector = TestTimer(), PredictionCollector(spec.get("maps_per_group", 2))
-    engine = Engine(callbacks=[*user_callbacks, FiniteLossGuard(), timer, collector], **trainer_kwargs)
+    timer, collector, tracker = TestTimer(), PredictionCollector(spec.get("maps_per_group", 2)), EpochTracker()
+    engine = Engine(callbacks=[*user_callbacks, FiniteLossGuard(), timer, collector, tracker], **trainer_kwargs)
 
     state["phase"] = "fit"
     t0, c0 = time.perf_counter(), time.process_time()  # CPU seconds: this process, all its threads
@@ -114,6 +115,7 @@ def execute(spec: dict, state: dict) -> dict:
         "checks": _checks(metrics, arrays),
         "timing": {"train_s": train_s, "train_cpu_s": train_cpu_s, "test_cpu_s": test_cpu_s, **timer.summary()},
         "tested_checkpoint": ckpt,
+        "procedure": describe(spec, config, model, tracker, ckpt),  # reading, selection, tested epoch, epochs
         "real_defects": _real_defects(datamodule),
         "uncertainty": uncertainty,
         "contamination": getattr(datamodule, "contamination_record", None),

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ispad_bench.metrics.reference import load_paper_tables
-from ispad_bench.sweep import provenance, records, stats
+from ispad_bench.sweep import procedure, provenance, records, stats
 from ispad_bench.sweep.grid import PAPER_METHODS, SUPERVISED_METHODS, Row
 
 PAPER_NAMES = {"efficient_ad": "EfficientAD", "uflow": "U-Flow", "glass": "GLASS", "ddad": "DDAD", "supervised": "ResNet18"}
@@ -55,6 +55,10 @@ SUP_COLUMNS = (
     Column("tp", "TP", "TP", 1, 0, "tp"),
     Column("fn", "FN", "FN", 1, 0, "fn"),
     Column("fp", "FP", "FP", 1, 0, "fp"),
+    Column("fn_area", "FN-area", "fn_area", 1, 0),  # §5.2 counts FNs per group
+    Column("fn_points", "FN-points", "fn_points", 1, 0),
+    Column("best_epoch", "Best epoch", "procedure.selected_epoch", 1, 0),  # §5.2: epochs to convergence
+    Column("epochs", "Epochs", "procedure.epochs_trained", 1, 0),
     Column("images_per_s", "images/s", "timing.test_images_per_s", 1, 1),
 )
 UNSUP_COLUMNS, SUP_COLUMNS = stats.with_crossfit(UNSUP_COLUMNS), stats.with_crossfit(SUP_COLUMNS)  # oracle | cf
@@ -82,8 +86,9 @@ def paper_supervised() -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ loading
 def _value(record: dict, source: str) -> float | None:
-    if source.startswith("timing."):
-        v = (record.get("timing") or {}).get(source.split(".", 1)[1])
+    if source.startswith(("timing.", "procedure.")):
+        section, key = source.split(".", 1)
+        v = (record.get(section) or {}).get(key)
     else:
         v = (record.get("metrics") or {}).get(source)
     return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else None
@@ -122,7 +127,7 @@ def _row_order(slug: str | None) -> tuple[int, Fraction]:
     if not isinstance(slug, str) or not slug:  # unsupervised (None / NaN in a frame)
         return (0, Fraction(0))
     row = Row.parse(slug)
-    return ({"none": 0, "points": 1, "area": 2, "mixed": 3}[row.group], row.fraction)
+    return ({"none": 0, "points": 1, "area": 2, "mixed": 3, "real-only": 4}[row.group], row.fraction)
 
 
 def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
@@ -139,6 +144,8 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         columns = SUP_COLUMNS if supervised else UNSUP_COLUMNS
         name = PAPER_NAMES.get(method, method) + (f" [{profile}]" if multi_profile else "")
         name += f" (contamination {contamination:g})" if contamination else ""
+        marks = procedure.row_marks(recs)  # ‡: not the paper's procedure (no Δ); °: generated textures
+        name += marks
         out = {
             "table": "supervised" if supervised else "unsupervised",
             "modality": modality,
@@ -149,6 +156,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             "contamination": contamination,
             "seeds": len(recs),
             "seed_list": " ".join(str(s) for s in sorted(r["seed"] for r in recs)),
+            "procedure": procedure.row_procedure(recs),
         }
         paper_row = None
         if supervised and row_slug:
@@ -174,7 +182,8 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             out[f"{col.name}_mean"], out[f"{col.name}_std"] = mean, std
             out[f"{col.name}_lower"], out[f"{col.name}_upper"] = stats.interval(recs, col.source, col.scale)
             out[f"{col.name}_paper"] = paper
-            out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None else None
+            comparable = procedure.MARK_PROCEDURE not in marks
+            out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None and comparable else None
         rows.append(out)
     df = pd.DataFrame(rows)
     if len(df):
@@ -277,7 +286,7 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
         for cells, b in zip(body, bold):
             cells = [f"**{c}**" if b and c not in ("", "–") else c for c in cells]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *procedure.table_notes(sub), ""]
     if failed:
         lines += ["## Failed jobs", "", "| Method | Modality | Row | Seed | Error | Folder |", "|---|---|---|---|---|---|"]
         for r in failed:
@@ -296,7 +305,7 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
 def _tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("&", r"\&"), ("_", r"\_"), ("#", r"\#")):
         text = text.replace(a, b)
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace("†", r"$^\dagger$")
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace("†", r"$^\dagger$").replace("°", r"$^\circ$")
 
 
 def to_latex(df: pd.DataFrame) -> str:
