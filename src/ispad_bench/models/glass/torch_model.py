@@ -6,7 +6,8 @@ Reused unchanged from Anomalib (identical to the official code): frozen backbone
 Replaced: LAS (:mod:`.las`, official mask/blend/texture statistics instead of Anomalib's
 ``PerlinAnomalyGenerator``), the training step (GAS with ``manifold``/``hypersphere`` as in the official
 code, losses on the official tensors), official weight initialisation of adaptor and discriminator, the
-map smoothing border mode (SciPy's ``reflect``), and a frozen backbone also when ``pre_trained=False``.
+map smoothing border mode (SciPy's ``reflect``), a frozen backbone also when ``pre_trained=False``, and the
+official load-time dry run that shifts the backbone's BatchNorm statistics (:func:`official_dry_run`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ def official_init(module: nn.Module) -> None:
             nn.init.xavier_normal_(m.weight)
         elif isinstance(m, nn.BatchNorm1d):
             m.reset_parameters()
+
+
+def official_dry_run(backbone: nn.Module, input_shape: tuple[int, int]) -> None:
+    """What official ``GLASS.load`` does to the backbone: ``feature_dimensions`` runs one all-ones image
+    through it while it is still in train mode, so every BatchNorm's running statistics move once
+    (momentum 0.1) toward that image's. Reproduced so that the frozen features are the official ones."""
+    backbone.train()
+    with torch.no_grad():
+        backbone(torch.ones(1, 3, *input_shape, device=next(backbone.parameters()).device))
+    backbone.eval()
 
 
 class GlassISPADModel(GlassModel):
@@ -135,6 +146,7 @@ class GlassISPADModel(GlassModel):
         extractor = self.forward_modules["feature_aggregator"]
         extractor.requires_grad = False
         extractor.requires_grad_(False)
+        official_dry_run(extractor.feature_extractor, input_shape)
         official_init(self.discriminator)
         if pre_projection > 0:
             official_init(self.projection)
