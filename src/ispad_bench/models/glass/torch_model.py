@@ -34,8 +34,19 @@ class SymmetricRescaleSegmentor(RescaleSegmentor):
             pad = self.kernel_size // 2
             # SciPy "reflect" repeats the edge sample (d c b a | a b c d); torch's "reflect" does not
             scores = _symmetric_pad(_symmetric_pad(scores, pad, dim=-1), pad, dim=-2)
-            scores = F.conv2d(scores, self._kernel.to(dtype=scores.dtype))
+            # the Gaussian is separable (as in SciPy): one banded matrix product per axis, far cheaper than
+            # the 33x33 convolution
+            g = self._kernel[0, 0].sum(dim=1).to(dtype=scores.dtype)
+            scores = _band(scores.shape[-2] - 2 * pad, g) @ scores @ _band(scores.shape[-1] - 2 * pad, g).T
         return scores[:, 0]
+
+
+def _band(size: int, kernel: torch.Tensor) -> torch.Tensor:
+    """(size, size + len(kernel) − 1) matrix whose rows slide ``kernel``: a valid 1-D correlation as a product."""
+    band = kernel.new_zeros(size, size + len(kernel) - 1)
+    rows = torch.arange(size, device=kernel.device)[:, None]
+    band[rows, rows + torch.arange(len(kernel), device=kernel.device)] = kernel
+    return band
 
 
 def _symmetric_pad(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
