@@ -254,7 +254,6 @@ def test_ddad_unet_reconstruction_and_map(ddad_ref, one_thread):
     model = _ddad_model(ddad_ref).eval()
     with torch.no_grad():
         eps = model.unet(torch.from_numpy(ddad_ref["unet/x"]), torch.from_numpy(ddad_ref["unet/t"]))
-    # the official attention scales q and k by ch^-1/4 each, ours the product: rounding, so 1e-5 of the range
     check("DDAD UNet output ε", eps, ddad_ref["unet/eps"], atol=1e-5 * float(np.abs(ddad_ref["unet/eps"]).max()))
     images01 = torch.from_numpy(ddad_ref["images01"])
     x = images01 * 2 - 1
