@@ -75,6 +75,7 @@ def run_jobs(
     profile: str = "",
     maps_per_group: int = 2,
     console: Console | None = None,
+    save_images: bool = False,
 ) -> SweepSummary:
     """Run every unfinished job of ``jobs`` (resolved) with ``executor``; never raises for a job failure."""
     console = console or Console(stderr=True)
@@ -107,6 +108,7 @@ def run_jobs(
             "args": list(job.args),
             "job_dir": str(job_dir),
             "maps_per_group": maps_per_group,
+            "save_images": save_images,  # Anomalib's per-image visualisations (off by default)
             "attempt": attempt,
             "attempt_id": uuid.uuid4().hex,
         }
