@@ -1,4 +1,5 @@
-"""``data check``: a valid tree passes; each broken file gives exactly its one problem line."""
+"""``data check``: a valid tree passes; each broken file gives exactly its one error line; what
+training handles (resizing, channel conversion, the reduced-split fallback) is a warning only."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from conftest import write_tiny_tree
 from PIL import Image
 
-from ispad_bench.data.check import find_problems, main_check
+from ispad_bench.data.check import find_problems, find_warnings, main_check, scan
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def only_problem(root) -> str:
 def test_valid_tree_passes_and_prints_counts_beside_the_paper(tiny_root, capsys):
     assert main_check(tiny_root) == 0
     out = capsys.readouterr().out
-    assert "OK: no problems found" in out
+    assert "OK: no errors" in out
     lines = [line for line in out.splitlines() if "LSM-1" in line and "test_good" in line]
     assert lines and lines[0].split("│")[3:5] == [f"{3:>6} ", f" {1470:>15} "]  # found 3, Table 7: 1470
 
@@ -43,6 +44,22 @@ def test_modality_folder_as_root(tiny_root):
 
 def test_generated_dataset_passes(synth_root):
     assert find_problems(synth_root) == []
+    assert find_warnings(synth_root) == []
+
+
+def test_own_data_resized_renamed_without_reduced_split(synth_root, tmp_path, capsys):
+    """Another line's data (variable sizes, own folder names, no train_reduced): warnings only, and
+    with its group mapping the group counts equal the original data's."""
+    from own_data import OWN_GROUPS, own_data
+
+    root = own_data(synth_root / "ASM", tmp_path / "ASM", resize=True)
+    assert main_check(root, defect_groups=OWN_GROUPS) == 0
+    out = capsys.readouterr().out
+    assert "  warning: 40 x images that are not 256x256; the datamodules resize them (masks follow)" in out
+    assert "train_split 'reduced' trains on" in out and "ASM: counts differ from ISP-AD's Table 7" in out
+    original, own = scan(synth_root / "ASM").counts, scan(root, OWN_GROUPS).counts
+    for split in ("test_good", "test_area", "test_points"):
+        assert own[("ASM", split)] == original[("ASM", split)] > 0
 
 
 def test_truncated_image(root):
@@ -57,17 +74,34 @@ def test_unreadable_image(root):
     assert only_problem(root).startswith(f"{path}: unreadable or truncated image (UnidentifiedImageError")
 
 
-def test_wrong_size(root):
+def test_other_size_is_a_warning_the_datamodule_resizes(root):
     path = root / "LSM-1/test/good/000.png"
-    Image.open(path).resize((128, 128)).save(path)
-    assert only_problem(root) == f"{path}: image is 128x128, expected 256x256"
+    Image.open(path).resize((128, 96)).save(path)
+    assert find_problems(root) == []
+    assert find_warnings(root) == [f"{path}: image is 128x96, expected 256x256"]
 
 
 @pytest.mark.parametrize(("modality", "mode", "found", "expected"), [("ASM", "RGB", 3, 1), ("LSM-1", "L", 1, 3)])
-def test_wrong_channel_count(root, modality, mode, found, expected):
+def test_other_channel_count_is_a_warning(root, modality, mode, found, expected):
     path = root / modality / "train_reduced/good/001.png"
     Image.open(path).convert(mode).save(path)
-    assert only_problem(root) == f"{path}: image has {found} channel(s), expected {expected}"
+    assert find_problems(root) == []
+    assert find_warnings(root) == [f"{path}: image has {found} channel(s), expected {expected}"]
+
+
+def test_16_bit_image_is_an_error(root):
+    path = root / "ASM/test/good/000.png"
+    Image.fromarray(np.full((256, 256), 40000, np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")
+    assert only_problem(root).startswith(f"{path}: bit depth 16 (mode I")
+
+
+def test_every_check_runs_on_every_file(root):
+    """A file with two faults reports both (no early return after the first)."""
+    path = root / "ASM/test/good/001.png"
+    Image.fromarray(np.full((100, 120), 30000, np.uint16)).save(path)
+    result = scan(root)
+    assert [f.kind for f in result.findings if str(path) in f.message] == ["bit_depth", "resize"]
 
 
 def test_image_without_mask(root):
@@ -99,25 +133,43 @@ def test_empty_mask_for_a_defect(root):
     assert only_problem(root) == f"{mask}: mask of a defect image is empty (all zero)"
 
 
-def test_mask_wrong_size(root):
+def test_mask_size_is_compared_with_its_own_image(root):
     mask = root / "ASM/ground_truth/pinhole/001_mask.png"
-    Image.open(mask).resize((256, 200)).save(mask)
-    assert only_problem(root) == f"{mask}: mask is 256x200, expected 256x256"
+    Image.open(mask).resize((256, 200), Image.NEAREST).save(mask)
+    assert only_problem(root) == f"{mask}: mask is 256x200, its image 001.png is 256x256"
+    image = root / "ASM/test/pinhole/001.png"  # image and mask resized alike: a resize warning only
+    Image.open(image).resize((256, 200)).save(image)
+    assert find_problems(root) == []
+    assert find_warnings(root) == [f"{image}: image is 256x200, expected 256x256"]
+
+
+def test_mask_values(root):
+    mask = root / "LSM-1/ground_truth/pinhole/000_mask.png"
+    array = np.asarray(Image.open(mask))
+    Image.fromarray((array > 0).astype(np.uint8) * 3).save(mask)  # 0/3: counted as defect, a warning
+    assert find_problems(root) == []
+    assert find_warnings(root) == [f"{mask}: mask values 0/3, expected 0/255"]
+    soft = (array > 0).astype(np.uint8) * 255
+    soft[110] //= 2  # anti-aliased or lossy: several non-zero values
+    Image.fromarray(soft).save(mask)
+    assert only_problem(root) == f"{mask}: mask has 2 non-zero values (0, 127, 255), expected 0 and one value (255)"
 
 
 def test_empty_and_missing_folders(root):
     (root / "ASM/test/dot").mkdir()
     shutil.rmtree(root / "LSM-1/train")
-    assert sorted(find_problems(root)) == [
-        f"{root / 'ASM/test/dot'}: empty folder (no images)",
-        f"{root / 'LSM-1/train/good'}: missing folder",
-    ]
+    assert find_problems(root) == [f"{root / 'ASM/test/dot'}: empty folder (no images)"]
+    # train_reduced/good still trains (the default); only train_split 'full' would fail
+    assert find_warnings(root) == [f"{root / 'LSM-1/train/good'}: missing folder; train_split 'full' will not work"]
+    shutil.rmtree(root / "LSM-1/train_reduced")
+    assert f"{root / 'LSM-1/train/good'}: missing folder" in find_problems(root)
 
 
-def test_unknown_modality_folder(root):
+def test_unknown_modality_folder_is_ignored_with_a_warning(root):
     (root / "LSM-3").mkdir()
     (root / ".download").mkdir()  # hidden folders (download cache) are ignored
-    assert only_problem(root) == f"{root / 'LSM-3'}: unknown modality folder (expected LSM-1, LSM-2, ASM)"
+    assert find_problems(root) == []
+    assert find_warnings(root) == [f"{root / 'LSM-3'}: unknown modality folder (expected LSM-1, LSM-2, ASM), ignored"]
 
 
 def test_hdf5_key_missing(root):
@@ -143,15 +195,73 @@ def test_real_defect_wrong_size(root):
     assert only_problem(root) == f"{path}: image is 256x256, expected 512x512"
 
 
-def test_every_problem_is_listed_and_exit_code_is_1(root, capsys):
+def test_summary_per_kind_with_examples_and_exit_code_1_for_errors(root, capsys):
     (root / "LSM-1/ground_truth/pinhole/001_mask.png").unlink()
     (root / "ASM/train/good/003.png").write_bytes(b"")
     (root / "LSM-3").mkdir()
+    for path in sorted((root / "LSM-1/train/good").glob("*.png")):
+        Image.open(path).resize((300, 200)).save(path)
     assert main_check(root) == 1
     out = capsys.readouterr().out.splitlines()
-    start = out.index("3 problem(s):")
-    assert len(out[start + 1 :]) == 3
-    assert all(line.startswith(str(root)) for line in out[start + 1 :])
+    errors, warnings = out.index("2 error(s) (will stop or corrupt training):"), out.index("7 warning(s) (training handles these):")
+    assert errors < warnings
+    assert out[errors + 1 : warnings] == [
+        "  error: 1 x unreadable or truncated images",
+        f"    {root / 'ASM/train/good/003.png'}: unreadable or truncated image (UnidentifiedImageError: "
+        f"cannot identify image file {str(root / 'ASM/train/good/003.png')!r})",
+        "  error: 1 x defect images without a mask, or masks without an image",
+        f"    {root / 'LSM-1/test/pinhole/001.png'}: image without mask (expected "
+        f"{root / 'LSM-1/ground_truth/pinhole/001_mask.png'})",
+    ]
+    assert out[warnings + 1].startswith("  error: ") is False
+    assert out[warnings + 1] == "  warning: 6 x images that are not 256x256; the datamodules resize them (masks follow)"
+    assert out[warnings + 5] == "    ... 3 more (--verbose lists all)"
+    assert main_check(root, verbose=True) == 1
+    assert "--verbose" not in capsys.readouterr().out
+
+
+def test_only_warnings_exit_0(root, capsys):
+    shutil.rmtree(root / "ASM/train_reduced")  # 6 <= 500 training images: the datamodule falls back
+    assert main_check(root) == 0
+    out = capsys.readouterr().out
+    assert f"{root / 'ASM/train_reduced/good'}: missing; train_split 'reduced' trains on {root / 'ASM/train/good'} (6 <= 500 images)" in out
+    assert "OK: no errors (1 warning(s))" in out
+
+
+def test_no_reduced_split_with_more_than_500_images_is_the_error_training_stops_on(root):
+    shutil.rmtree(root / "ASM/train_reduced")
+    good = root / "ASM/train/good"
+    tiny = Image.fromarray(np.full((256, 256), 128, np.uint8))
+    for i in range(6, 501):
+        tiny.save(good / f"{i:03d}.png", compress_level=1)
+    assert only_problem(root) == (
+        f"{root / 'ASM/train_reduced/good'}: missing and {good} holds 501 > 500 images: training with "
+        "train_split 'reduced' (the default) stops; pass --data.init_args.train_split full "
+        "(or create the folder with <= 500 images)"
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncate", "random"])
+def test_corrupt_hdf5_is_named_not_a_traceback(root, damage):
+    path = root / "LSM-1/supervised/stream.h5"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else np.random.default_rng(0).bytes(4096))
+    problem = only_problem(root)
+    assert problem.startswith(f"{path}: not a readable HDF5 file (")
+    assert ("truncated" in problem) if damage == "truncate" else ("signature" in problem)
+
+
+def test_defect_groups_mapping_counts_the_groups(root):
+    mapping = {"pinhole": "area", "squeegee_stroke": "area", "crack": "points"}
+    result = scan(root, mapping)
+    assert result.counts[("LSM-1", "test_area")] == 3 and result.counts[("LSM-1", "test_points")] == 0
+    assert result.errors == []
+    assert result.warnings == [f"{root}: the group mapping names 'crack', but no test folder has that name"]
+    renamed = root / "LSM-1/test/blowhole"
+    (root / "LSM-1/test/pinhole").rename(renamed)
+    (root / "LSM-1/ground_truth/pinhole").rename(root / "LSM-1/ground_truth/blowhole")
+    assert find_warnings(root / "LSM-1")[0].startswith(f"{renamed}: defect folder not in the group mapping, counted as its own group 'blowhole'")
+    assert scan(root / "LSM-1", {"blowhole": "points"}).counts[("LSM-1", "test_points")] == 2
 
 
 def test_cli_exit_codes(tiny_root, tmp_path):
@@ -164,3 +274,22 @@ def test_cli_exit_codes(tiny_root, tmp_path):
     (broken / "LSM-2/ground_truth/dot/000_mask.png").unlink()
     proc = subprocess.run([*cmd, str(broken)], capture_output=True, text=True)
     assert proc.returncode == 1 and "image without mask" in proc.stdout
+
+
+def test_cli_defect_groups_option(tiny_root, tmp_path, capsys):
+    from ispad_bench.cli import main
+
+    assert main(["data", "check", "--root", str(tiny_root / "ASM"), "--defect-groups", "{pinhole: area}"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "test_area" in line]
+    # the mapping replaces the defaults, as in the datamodule: squeegee_stroke is now its own group
+    assert rows and rows[0].split("│")[3].strip() == "2"
+    assert "counted as its own group 'squeegee_stroke'" in out
+    mapping = tmp_path / "groups.yaml"
+    mapping.write_text("pinhole: area\nsqueegee_stroke: points\n")
+    assert main(["data", "check", "--root", str(tiny_root / "ASM"), "--defect-groups", str(mapping)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "test_points" in line]
+    assert rows[0].split("│")[3].strip() == "1"
+    with pytest.raises(SystemExit):
+        main(["data", "check", "--root", str(tiny_root), "--defect-groups", "[a, b]"])
+    assert "expected a mapping folder: group" in capsys.readouterr().err

@@ -328,3 +328,37 @@ def test_config_runs_both_phases_then_test_in_one_train_call(slug, synth_root, t
     if steps:
         info = torch.load(folder / "ddad_phase1.ckpt", map_location="cpu", weights_only=False)
         assert info["ddad"]["completed_phases"] == [1] and int(info["state_dict"]["diffusion_steps_done"]) == steps
+
+
+# ---- official training length: epochs + test_checkpoint (main.py load_chp) ----------------------------
+def test_epochs_with_test_checkpoint_tests_the_named_checkpoint(tmp_path):
+    """3 diffusion epochs of 2 batches, checkpoint 2: the weights after step 4 are the ones kept for test."""
+    from anomalib.data import ImageBatch
+    from lightning.pytorch import Callback, Trainer
+
+    class Snapshots(Callback):
+        def __init__(self) -> None:
+            self.states: dict[int, dict[str, torch.Tensor]] = {}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            done = int(pl_module.diffusion_steps_done)
+            self.states.setdefault(done, {k: v.clone() for k, v in pl_module.model.unet.state_dict().items()})
+
+    torch.manual_seed(0)
+    batches = [ImageBatch(image=torch.rand(2, 3, 32, 32)) for _ in range(2)]
+    model = Ddad(image_size=32, unet_base_channels=32, unet_attention_resolutions=(8, 4), feature_backbone="resnet18",
+                 pre_trained=False, diffusion_steps=3, diffusion_unit="epochs", test_checkpoint=2, da_epochs=0,
+                 save_phase_checkpoints=False, evaluator=False, visualizer=False)
+    snaps = Snapshots()
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[snaps], default_root_dir=tmp_path, max_epochs=-1,
+                      limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    assert int(model.diffusion_steps_done) == 6  # the whole official length was trained
+    final = model.model.unet.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in snaps.states[4].items())  # epoch 2 = step 4 is tested
+    assert not all(torch.equal(final[k], v) for k, v in snaps.states[5].items())
+    assert model.procedure()["tested"] == "UNet after 2 of 3 epochs"
+    with pytest.raises(ValueError, match="test_checkpoint"):
+        Ddad(image_size=32, unet_base_channels=32, feature_backbone="resnet18", pre_trained=False,
+             diffusion_steps=3, test_checkpoint=4)

@@ -91,7 +91,7 @@ def test_end_to_end(server, archives, tmp_path, capsys):
     root = tmp_path / "data"
     assert main_download(root, record="1", api_url=server) == 0
     out = capsys.readouterr().out
-    assert "OK: no problems found" in out
+    assert "OK: no errors" in out
     assert (root / "LSM-1/test/dot/000.png").is_file() and (root / "ASM/supervised/stream.h5").is_file()
     assert sorted(p.name for p in (root / ".download").iterdir()) == ["ASM.tar.gz.done", "LSM-1.zip.done"]
     # a rerun downloads nothing

@@ -248,7 +248,8 @@ def test_pretrained_backbone_loads_from_the_local_cache_with_no_network_attempt(
     state = _write_hf_cache(tmp_path, "resnet10t.c3_in1k")
     glass = GlassISPAD(image_size=32, backbone="resnet10t.c3_in1k", pre_trained=True)
     loaded = glass.model.forward_modules["feature_aggregator"].feature_extractor.state_dict()
-    common = [k for k in loaded if k in state and "num_batches" not in k]
+    # BatchNorm running statistics are not compared: the official load-time dry run moves them (official_dry_run)
+    common = [k for k in loaded if k in state and "num_batches" not in k and "running_" not in k]
     assert len(common) > 20 and all(torch.equal(loaded[k], state[k]) for k in common)
     assert not attempts
 

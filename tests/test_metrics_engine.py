@@ -21,6 +21,7 @@ from ispad_bench.metrics import (
     ISPADScalar,
     RawScorePostProcessor,
     auroc,
+    cross_fit,
     evaluate,
     pixel_metrics,
     f1_optimal_threshold,
@@ -60,7 +61,8 @@ def test_default_post_processor_changes_auroc_raw_one_does_not():
     assert torch.equal(raw.pred_score, torch.tensor(TEST[0], dtype=torch.float32))  # unchanged
     results = run_evaluator(ispad_evaluator(pixel_metrics=False), raw)
     assert results["image_auroc"] == raw_auroc
-    assert results == {k: float(v) for k, v in evaluate(*TEST).items()}
+    assert {k: results[k] for k in evaluate(*TEST)} == {k: float(v) for k, v in evaluate(*TEST).items()}
+    assert results["mcc_crossfit"] == cross_fit(*TEST)["mcc"]  # added beside the oracle values
 
 
 def test_raw_post_processor_fits_paper_threshold_on_validation():
@@ -252,7 +254,9 @@ def test_engine_test_reports_evaluate_values(synth_root, tmp_path):
     assert expected["threshold"] in raw_scores  # a raw score: min-max normalised ones would differ
     assert set(expected) >= {"pixel_auroc", "aupro", "pro", "recall_area", "recall_points", "n_good"}
     # ... and the engine's evaluator computed exactly the same numbers from what it was fed
-    assert model.evaluator.results == {k: float(v) for k, v in expected.items()}
+    assert {k: model.evaluator.results[k] for k in expected} == {k: float(v) for k, v in expected.items()}
+    lo, hi = model.evaluator.bootstrap.interval("mcc")  # the bootstrap ran on the same outputs
+    assert lo <= expected["mcc"] <= hi and model.evaluator.bootstrap.estimate["mcc"] == expected["mcc"]
     assert {"image_AUROC", "MCC", "FPR", "TP", "pixel_AUROC", "PRO", "AUPRO", "recall_area"} <= set(logged)
     for key, value in expected.items():  # Lightning logs float32
         assert logged[DISPLAY_NAMES.get(key, key)] == pytest.approx(value, rel=1e-6, abs=1e-7), key
@@ -267,6 +271,24 @@ def test_engine_test_reports_evaluate_values(synth_root, tmp_path):
     model.evaluator.threshold_mode = 0.5 * expected["threshold"]  # a fixed raw threshold
     recorder.reset()
     engine.test(model, datamodule=data)
-    assert model.evaluator.results == {
-        k: float(v) for k, v in recorder.evaluate(threshold=0.5 * expected["threshold"]).items()
-    }
+    fixed = recorder.evaluate(threshold=0.5 * expected["threshold"])
+    assert {k: model.evaluator.results[k] for k in fixed} == {k: float(v) for k, v in fixed.items()}
+
+
+def test_cross_fit_threshold_mode_and_bootstrap_in_the_evaluator():
+    """threshold: cross_fit reports the cross-fitted confusion; the bootstrap's MCC follows it."""
+    groups = ["good" if y == 0 else "area" for y in TEST[1]]
+    paths = [f"/d/test/{g}/{i}.png" for i, g in enumerate(groups)]
+    test = batch(*TEST)
+    test.image_path = paths
+    evaluator = ispad_evaluator(threshold="cross_fit", pixel_metrics=False, bootstrap=200, bootstrap_seed=3)
+    results = run_evaluator(evaluator, test)
+    ref = cross_fit(*TEST, [f"{'area' if y else 'good'}" for y in TEST[1]], seed=0)
+    assert results["mcc"] == results["mcc_crossfit"] == ref["mcc"]
+    assert (results["tp"], results["fp"]) == (ref["tp"], ref["fp"])
+    assert results["image_auroc"] == evaluate(*TEST)["image_auroc"]  # no threshold: unchanged
+    boot = evaluator.bootstrap
+    assert boot.n == 200 and boot.seed == 3
+    assert np.array_equal(boot.replicates["mcc"], boot.replicates["mcc_crossfit"], equal_nan=True)
+    with pytest.raises(ValueError, match="cross_fit"):
+        ISPADEvaluator(threshold="crossfit")

@@ -142,3 +142,87 @@ def test_figures_from_stored_predictions(tmp_path):
     for path in written.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     assert json.loads((tmp_path / "glass" / "ASM" / "s0-2026" / "record.json").read_text())["method"] == "glass"
+
+
+# ------------------------------------------------------------------------------ intervals and significance (issue 13)
+def _job_with_bootstrap(root: Path, method: str, scores, labels, seed=0, row=None, contamination=0.0):
+    """A record as a sweep job leaves it: metrics, bootstrap.npz + uncertainty, predictions.npz."""
+    from ispad_bench.metrics import bootstrap
+    from ispad_bench.metrics.anomalib import DISPLAY_NAMES
+    from ispad_bench.sweep.stats import BOOTSTRAP, save_bootstrap
+
+    paths = [f"/d/test/{'area' if y else 'good'}/{i:03d}.png" for i, y in enumerate(labels)]
+    groups = ["area" if y else "good" for y in labels]
+    boot = bootstrap(scores, labels, groups=groups, ids=paths, n=400, seed=0)
+    metrics = {DISPLAY_NAMES.get(k, k): v for k, v in boot.estimate.items()}
+    folder = _record(root, method, "LSM-1", seed, metrics, row=row, finished=f"2026-01-01T00:00:{seed:02d}",
+                     config={"data": {"init_args": {"train_contamination": contamination}}},
+                     artifacts={"predictions": records.PREDICTIONS, "bootstrap": BOOTSTRAP})
+    uncertainty = save_bootstrap(folder, boot)
+    rec = records.read_json(folder / records.RECORD)
+    records.write_json(folder / records.RECORD, {**rec, "uncertainty": uncertainty})
+    records.write_npz(folder / records.PREDICTIONS, paths=np.array(paths), scores=np.asarray(scores, float),
+                      labels=np.asarray(labels, np.int8))
+    return boot
+
+
+def test_intervals_marks_csv_bounds_and_html(tmp_path):
+    from html.parser import HTMLParser
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(30, bool), np.zeros(120, bool)]
+    base = labels * 1.5 + rng.normal(size=150)
+    best = _job_with_bootstrap(tmp_path, "glass", base, labels)
+    _job_with_bootstrap(tmp_path, "uflow", base + rng.normal(0, 0.05, 150), labels)  # a near-twin of the best
+    _job_with_bootstrap(tmp_path, "ddad", rng.normal(size=150), labels)  # chance
+    for seed in (0, 1):  # two seeds: the interval of the seed-pooled mean
+        _job_with_bootstrap(tmp_path, "efficient_ad", base + rng.normal(0, 1.0, 150), labels, seed=seed)
+    df, _ = report.summarise(tmp_path)
+    rows = {r.method_id: r for _, r in df.iterrows()}
+    lo, hi = best.interval("mcc")
+    assert (rows["glass"].mcc_lower, rows["glass"].mcc_upper) == (lo, hi)
+    assert rows["glass"].mcc_lower <= rows["glass"].mcc_mean <= rows["glass"].mcc_upper
+    assert rows["glass"].best and rows["uflow"].mcc_mark == "†" and rows["ddad"].mcc_mark == ""
+    # one twin is the best by AUROC, the other within it (DeLong p >= 0.05); chance is not
+    assert {rows["glass"].image_auroc_mark, rows["uflow"].image_auroc_mark} == {"", "†"}
+    assert rows["ddad"].image_auroc_p_delong < 0.05 and rows["ddad"].image_auroc_mark == ""
+    for row, shift in (("none", 0.3), ("mixed-1_16", 3.0)):  # supervised: a clear gain over the cold start
+        _job_with_bootstrap(tmp_path / row, "supervised", labels * shift + rng.normal(size=150), labels, row=row)
+    df, _ = report.summarise(tmp_path)
+    rows = {(r.method_id, r.row if isinstance(r.row, str) else None): r for _, r in df.iterrows()}
+    assert rows[("supervised", "mixed-1_16")].mcc_p_none < 0.05 and "*" in rows[("supervised", "mixed-1_16")].mcc_mark
+    rows = {k[0]: r for k, r in rows.items() if k[1] is None}
+    ea = rows["efficient_ad"]
+    assert ea.seeds == 2 and ea.mcc_lower < ea.mcc_mean < ea.mcc_upper
+    paths = report.write_report(tmp_path, tmp_path / "out")
+    md = paths["md"].read_text()
+    glass_line = next(line for line in md.splitlines() if "GLASS" in line)
+    assert f"{100 * best.estimate['image_auroc']:.1f} [{100 * best.interval('image_auroc')[0]:.1f}, " in glass_line
+    assert "MCC cf" in md and "±" in next(line for line in md.splitlines() if "EfficientAD" in line)
+    csv = pd.read_csv(paths["csv"])
+    assert {"mcc_lower", "mcc_upper", "mcc_cf_mean", "mcc_cf_lower", "image_auroc_p_delong"} <= set(csv.columns)
+    assert r"$^\dagger$" in paths["tex"].read_text()
+
+    class Tables(HTMLParser):
+        tables, images = 0, 0
+
+        def handle_starttag(self, tag, attrs):
+            self.tables += tag == "table"
+            self.images += tag == "img" and dict(attrs)["src"].startswith("data:image/png;base64,")
+
+    page = paths["html"].read_text()
+    parser = Tables()
+    parser.feed(page)
+    assert parser.tables == md.count("\n## ") and parser.images >= 1
+    assert "How to read this" in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_contamination_rows_and_figure(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.ones(20, bool), np.zeros(80, bool)]
+    for c, shift in ((0.0, 2.0), (0.02, 1.5), (0.05, 1.0)):
+        _job_with_bootstrap(tmp_path / f"c{c}", "glass", labels * shift + rng.normal(size=100), labels, contamination=c)
+    df, _ = report.summarise(tmp_path)
+    assert sorted(df.contamination) == [0.0, 0.02, 0.05] and "GLASS (contamination 0.05)" in set(df.method)
+    paths = report.write_report(tmp_path, tmp_path / "out")
+    assert paths["contamination"].stat().st_size > 10_000

@@ -24,7 +24,8 @@ def _configs(tmp_path: Path, layout: dict[str, list[str]]) -> Path:
 
 def test_supervised_rows_are_the_papers_tables_2_3():
     slugs = [r.slug for r in grid.SUPERVISED_ROWS]
-    assert slugs == ["none", "points-1_16", "area-1_16", "mixed-1_16", "mixed-1_8", "mixed-1_4", "mixed-1_2", "mixed-1"]
+    assert slugs == ["none", "points-1_16", "area-1_16", "mixed-1_16", "mixed-1_8", "mixed-1_4", "mixed-1_2", "mixed-1",
+                     "real-only"]  # + the real-only baseline of ref [35] (§5.2, §6)
     for row in grid.SUPERVISED_ROWS:
         assert Row.parse(row.slug) == row
     assert Row.parse("mixed-1/8") == Row("mixed", Fraction(1, 8))
@@ -45,7 +46,7 @@ def test_expand_all_methods_modalities_seeds_and_rows(tmp_path):
     assert sum(j.method == "glass" for j in jobs) == 3 * 2
     assert [(j.modality, j.seed) for j in jobs if j.method == "uflow"] == [("LSM-1", 0), ("LSM-1", 1)]
     sup = [j for j in jobs if j.method == "supervised"]
-    assert len(sup) == 3 * 8 * 2
+    assert len(sup) == 3 * 9 * 2
     assert [j.row.slug for j in sup if j.modality == "ASM" and j.seed == 0] == [r.slug for r in grid.SUPERVISED_ROWS]
     # a shared config gets the modality from the sweep; per-modality configs keep their own
     assert ("modality", "ASM") in sup[-1].data_args
@@ -56,6 +57,8 @@ def test_expand_all_methods_modalities_seeds_and_rows(tmp_path):
     assert "--trainer.max_epochs=1" in glass.args and "--model.init_args.a=[1, 2]" in glass.args
     mixed = next(j for j in sup if j.row.slug == "mixed-1_4")
     assert f"--{grid.ROW_GROUP_KEY}=mixed" in mixed.args and f"--{grid.ROW_FRACTION_KEY}=1/4" in mixed.args
+    real_only = next(j for j in sup if j.row.slug == "real-only")
+    assert {f"--{grid.ROW_FRACTION_KEY}=1", "--data.init_args.real_only=true"} <= set(real_only.args)
 
 
 def test_selection_flags(tmp_path):
@@ -124,3 +127,13 @@ def test_resolve_keys_the_resolved_config(tiny_root, tmp_path):
     assert one(seeds=[1]).key != a.key
     # an explicit default value resolves to the same config, hence the same job
     assert one(overrides=["--data.init_args.train_split=reduced"]).key == a.key
+
+
+def test_contamination_profile_grid_runs_unsupervised_methods_at_every_level(tmp_path):
+    configs = _configs(tmp_path, {"glass": ["lsm1.yaml"], "uflow": ["lsm1.yaml"], "supervised": ["default.yaml"]})
+    profile = grid.load_profile("contamination", grid.default_configs_dir())
+    assert profile.skip_supervised and profile.seeds == (0, 1, 2)
+    jobs = grid.expand(configs, profile, modalities=["LSM-1"])
+    assert {j.method for j in jobs} == {"glass", "uflow"}  # no supervised stream to contaminate
+    levels = [a.split("=")[1] for j in jobs if j.method == "glass" for a in j.args if "train_contamination" in a]
+    assert levels == [c for c in ("0.0", "0.01", "0.02", "0.05") for _ in range(3)]  # level x seed

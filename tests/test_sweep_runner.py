@@ -94,6 +94,10 @@ def test_failure_record_then_resume_reruns_only_the_failed_job(tiny_root, tmp_pa
         assert len(p["scores"]) == 6 and set(p["labels"].tolist()) == {0, 1}
         assert len(p["map_paths"]) == 5  # 2 good, 2 pinhole (points), 1 squeegee_stroke (area)
         assert p["map_0"].shape == p["mask_0"].shape and p["image_0"].dtype == np.uint8
+    lo, hi = ok["uncertainty"]["intervals"]["MCC"]  # the bootstrap ran inside the job
+    assert lo <= m["MCC"] <= hi and ok["uncertainty"]["n"] == 1000 and "MCC_crossfit" in m
+    with np.load(ok["_path"].parent / ok["artifacts"]["bootstrap"]) as b:
+        assert b["MCC"].shape == (1000,) and b["AUPRO"].dtype == np.float32
     finished = ok["_path"].stat().st_mtime_ns
 
     shutil.copytree(tiny_root / "ASM", data / "ASM")  # fix the cause; same command resumes
@@ -102,7 +106,7 @@ def test_failure_record_then_resume_reruns_only_the_failed_job(tiny_root, tmp_pa
     assert recs["LSM-1"]["_path"].stat().st_mtime_ns == finished  # finished job skipped
     assert recs["ASM"]["status"] == "ok" and recs["ASM"]["attempt"] == 2 and recs["ASM"]["key"] == bad["key"]
     assert (out / "tables.md").is_file() and (out / "figures" / "overlay_asm.png").is_file()
-    assert "padim" in (out / "tables.md").read_text()
+    assert "padim" in (out / "tables.md").read_text() and (out / "report.html").is_file()
 
 
 def _wait(cond, proc, timeout=600.0, what=""):

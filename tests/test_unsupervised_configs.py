@@ -79,16 +79,22 @@ def test_config_encodes_the_paper_settings(method, slug):
     trainer, model, data = cfg["trainer"], cfg["model"], cfg["data"]
     assert data["class_path"] == "ispad_bench.data.ISPAD"
     assert data["init_args"]["modality"] == MODALITIES[slug] and data["init_args"]["train_split"] == "reduced"
-    stop = [c for c in trainer["callbacks"] if c["class_path"].endswith("EarlyStopping")][0]["init_args"]
-    assert (stop["monitor"], stop["mode"], stop["patience"]) == ("pixel_AUROC", "max", 30)  # §4.3.6
     assert trainer["max_epochs"] == (160 if method == "glass" else 300)
     args = model["init_args"]
     assert args["post_processor"]["class_path"] == "ispad_bench.metrics.RawScorePostProcessor"
     evaluator = args["evaluator"]
     assert evaluator["class_path"] == "ispad_bench.metrics.ISPADEvaluator"
-    (val,) = evaluator["init_args"]["val_metrics"]
-    metric = ISPADScalar(**val["init_args"])  # the exact pixel AUROC that early stopping monitors
-    assert val["class_path"] == "ispad_bench.metrics.ISPADScalar" and metric.name == stop["monitor"]
+    names = [ISPADScalar(**v["init_args"]).name for v in evaluator["init_args"]["val_metrics"]]
+    assert all(v["class_path"] == "ispad_bench.metrics.ISPADScalar" for v in evaluator["init_args"]["val_metrics"])
+    if method == "glass":  # official selection (§4.3.5: official implementation): best image + pixel AUROC
+        assert "callbacks" not in trainer and args["selection"] == "official" and args["eval_epochs"] == 1
+        assert names == ["image_AUROC", "pixel_AUROC"] and args["patience"] == 30
+    else:  # the engine rule (§4.3.5)
+        stop = [c for c in trainer["callbacks"] if c["class_path"].endswith("EarlyStopping")][0]["init_args"]
+        assert (stop["monitor"], stop["mode"], stop["patience"]) == ("pixel_AUROC", "max", 30)
+        assert names == [stop["monitor"]]  # the exact pixel AUROC that early stopping monitors
+    if method == "efficient_ad":  # Anomalib v1.x efficient_ad.yaml
+        assert trainer["max_steps"] == 70000
     crop = data["init_args"].get("center_crop")
     if method == "glass":
         assert args["gas"] == "manifold" and data["init_args"]["train_batch_size"] == 8

@@ -11,8 +11,9 @@ import importlib
 import sys
 
 COMMANDS = (
-    "ispad_bench.data.cli",  # data synth | check | download
+    "ispad_bench.data.cli",  # data synth | check | download | textures
     "ispad_bench.sweep.cli",  # sweep, report
+    "ispad_bench.sweep.methods_cli",  # methods, config, weights fetch | check
 )
 
 
@@ -25,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ispad_bench.quiet import quiet_known_warnings
+
+    quiet_known_warnings()  # third-party deprecation notices only (quiet.py)
     args, extra = build_parser().parse_known_args(argv)
     if extra and not getattr(args, "accepts_overrides", False):
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")

@@ -1,16 +1,21 @@
-"""``ispad-bench data check``: validate an ISP-AD root and compare its counts with Table 7.
+"""``ispad-bench data check``: validate a dataset root in the ISP-AD layout; counts beside Table 7.
 
-Every problem is one line naming the file (or folder) and what is wrong, so a user can fix a
-broken download or a hand-made subset without guessing. Images are fully decoded (truncated
-PNGs only fail on decode), in a thread pool because the real dataset holds ~560k patches.
+Every finding is one line naming the file (or folder) and what is wrong, and has a severity that
+agrees with training: an **error** stops or corrupts training (unreadable or 16-bit images, a
+missing mask, a mask of another size than its image, multi-valued masks, no usable training
+split); a **warning** is something the datamodules handle (images that are not 256x256 are
+resized, other channel counts converted, an unmapped defect folder becomes its own group). Every
+check runs on every file. Images are fully decoded (truncated PNGs only fail on decode), in a
+thread pool because the real dataset holds ~560k patches.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -18,6 +23,7 @@ import numpy as np
 
 from ispad_bench.data.hdf5 import (
     StreamFormatError,
+    discover_real_defects,
     discover_stream,
     hdf5_files,
     is_real_defect_file,
@@ -39,69 +45,170 @@ from ispad_bench.data.layout import (
 )
 from ispad_bench.data.modality import PATCH_SIZE, REAL_DEFECT_SIZE, Modality
 
+ERROR, WARNING = "error", "warning"
+
+# kind -> (severity, one-line summary of the kind); the order is the print order
+KINDS: dict[str, tuple[str, str]] = {
+    "layout": (ERROR, "missing or empty folders"),
+    "train_split": (ERROR, "no usable training split for the default train_split 'reduced'"),
+    "unreadable": (ERROR, "unreadable or truncated images"),
+    "bit_depth": (ERROR, "images with a bit depth other than 8 (training would saturate them)"),
+    "real_size": (ERROR, f"real-defect patches that are not {REAL_DEFECT_SIZE}x{REAL_DEFECT_SIZE}"),
+    "mask_missing": (ERROR, "defect images without a mask, or masks without an image"),
+    "mask_size": (ERROR, "masks whose size differs from their image's"),
+    "mask_empty": (ERROR, "empty masks of defect images"),
+    "mask_values": (ERROR, "masks whose non-zero values are not one value (every non-zero pixel counts as defect)"),
+    "hdf5": (ERROR, "unreadable or malformed HDF5 files"),
+    "modality": (ERROR, "no modality folder"),
+    "resize": (WARNING, f"images that are not {PATCH_SIZE}x{PATCH_SIZE}; the datamodules resize them (masks follow)"),
+    "channels": (WARNING, "images with another channel count than the modality's; converted when read"),
+    "mask_value": (WARNING, "masks with one non-zero value other than 255 (counted as defect; the layout uses 0/255)"),
+    "train_fallback": (WARNING, "training-split notes"),
+    "groups": (WARNING, "defect folders and the group mapping"),
+    "ignored": (WARNING, "folders that training ignores"),
+}
+EXAMPLES = 3  # lines shown per kind without --verbose
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    message: str
+
+    @property
+    def severity(self) -> str:
+        return KINDS[self.kind][0]
 
 
 @dataclass(frozen=True)
 class _Task:
     path: Path
-    size: int
+    size: int  # expected square size
     channels: int
-    is_mask: bool = False
-    defect_mask: bool = False  # a defect's mask must not be empty
+    role: str = "image"  # image | real | mask
+    image: Path | None = None  # a mask's image
+
+
+@dataclass
+class _Result:
+    findings: list[Finding] = field(default_factory=list)
+    size: tuple[int, int] | None = None  # (width, height)
+
+
+_BITS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, "YCbCr": 8, "I": 32, "F": 32}
+
+
+def bit_depth(mode: str) -> int:
+    """Bits per channel of a PIL mode (``I;16`` -> 16)."""
+    return 16 if mode.startswith("I;16") else _BITS.get(mode, 8)
 
 
 def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _inspect(task: _Task) -> tuple[str | None, tuple[int, int] | None]:
-    """(problem or None, (height, width) or None) for one image file."""
+def _inspect(task: _Task) -> _Result:
+    """Every per-file check of one image or mask (no early return)."""
     from PIL import Image
 
+    out = _Result()
     try:
         with Image.open(task.path) as img:
             img.load()
-            bands, (width, height) = len(img.getbands()), img.size
-            array = np.asarray(img) if task.defect_mask else None
+            mode, bands, out.size = img.mode, len(img.getbands()), img.size
+            array = np.asarray(img) if task.role == "mask" else None
     except Exception as err:  # PIL raises many types for corrupt files
-        return f"{task.path}: unreadable or truncated image ({type(err).__name__}: {err})", None
-    kind = "mask" if task.is_mask else "image"
-    if (height, width) != (task.size, task.size):
-        return f"{task.path}: {kind} is {width}x{height}, expected {task.size}x{task.size}", (height, width)
-    if bands != task.channels:
-        return f"{task.path}: {kind} has {bands} channel(s), expected {task.channels}", (height, width)
-    if array is not None and not array.any():
-        return f"{task.path}: mask of a defect image is empty (all zero)", (height, width)
-    return None, (height, width)
+        out.findings.append(Finding("unreadable", f"{task.path}: unreadable or truncated image ({type(err).__name__}: {err})"))
+        return out
+    width, height = out.size
+    add = out.findings.append
+    if task.role != "mask" and bit_depth(mode) != 8:
+        add(Finding("bit_depth", f"{task.path}: bit depth {bit_depth(mode)} (mode {mode}), expected 8"))
+    if task.role == "real" and (width, height) != (task.size, task.size):
+        add(Finding("real_size", f"{task.path}: image is {width}x{height}, expected {task.size}x{task.size}"))
+    elif task.role == "image" and (width, height) != (task.size, task.size):
+        add(Finding("resize", f"{task.path}: image is {width}x{height}, expected {task.size}x{task.size}"))
+    if task.role != "mask" and bands != task.channels:
+        add(Finding("channels", f"{task.path}: image has {bands} channel(s), expected {task.channels}"))
+    if array is not None:
+        if array.ndim == 3:
+            array = array.max(axis=-1)  # a colour mask: Anomalib's read_mask converts to L, nonzero = defect
+        values = np.unique(array)
+        nonzero = values[values != 0]
+        if not len(nonzero):
+            add(Finding("mask_empty", f"{task.path}: mask of a defect image is empty (all zero)"))
+        elif len(nonzero) > 1:
+            shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
+            add(Finding("mask_values", f"{task.path}: mask has {len(nonzero)} non-zero values ({shown}), expected 0 and one value (255)"))
+        elif array.dtype == bool or int(nonzero[0]) == 255 or mode == "1":
+            pass
+        else:
+            add(Finding("mask_value", f"{task.path}: mask values 0/{int(nonzero[0])}, expected 0/255"))
+    return out
+
+
+def _hdf5_problem(path: Path, err: Exception) -> Finding:
+    text = str(err)
+    inner = re.search(r"\(([^()]*)\)\s*$", text)
+    return Finding("hdf5", f"{path}: not a readable HDF5 file ({inner.group(1) if inner else text})")
+
+
+def _one_line(err: Exception) -> str:
+    return " | ".join(line.strip() for line in str(err).splitlines())
 
 
 class _Scan:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, defect_groups: dict[str, str] | None = None):
         self.root = root
-        self.problems: list[str] = []
-        self.notes: list[str] = []
+        self.mapping = dict(defect_groups) if defect_groups else dict(DEFECT_GROUPS)
+        self.findings: list[Finding] = []
         self.counts: dict[tuple[str, str], int] = {}
         self.tasks: list[_Task] = []
+        self.sizes: dict[Path, tuple[int, int]] = {}
+        self.defect_folders: set[str] = set()
+
+    @property
+    def errors(self) -> list[str]:
+        return [f.message for f in self.findings if f.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f.message for f in self.findings if f.severity == WARNING]
+
+    problems = errors  # the name older callers use
+
+    def add(self, kind: str, message: str) -> None:
+        self.findings.append(Finding(kind, message))
 
     def folder_images(self, folder: Path, must_exist: bool = True) -> list[Path]:
         if not folder.is_dir():
             if must_exist:
-                self.problems.append(f"{folder}: missing folder")
+                self.add("layout", f"{folder}: missing folder")
             return []
         files = _images(folder)
         if not files:
-            self.problems.append(f"{folder}: empty folder (no images)")
+            self.add("layout", f"{folder}: empty folder (no images)")
         return files
 
     def modality(self, mod: Modality, base: Path) -> None:
-        channels = mod.channels
-        for split, name in (("train", TRAIN_DIRS["full"]), ("train_reduced", TRAIN_DIRS["reduced"])):
-            files = self.folder_images(base / name / GOOD_DIR, must_exist=split == "train")
-            self.counts[(mod.value, split)] = len(files)
-            if split == "train_reduced" and len(files) > REDUCED_MAX:
-                folder = base / name / GOOD_DIR
-                self.problems.append(f"{folder}: reduced split holds {len(files)} > {REDUCED_MAX} images")
-            self.tasks += [_Task(p, PATCH_SIZE, channels) for p in files]
+        full_dir, reduced_dir = (base / TRAIN_DIRS[s] / GOOD_DIR for s in ("full", "reduced"))
+        reduced = self.folder_images(reduced_dir, must_exist=False)
+        full = self.folder_images(full_dir, must_exist=not reduced_dir.is_dir())
+        if not full_dir.is_dir() and reduced_dir.is_dir():
+            self.add("train_fallback", f"{full_dir}: missing folder; train_split 'full' will not work")
+        self.counts[(mod.value, "train")] = len(full)
+        self.counts[(mod.value, "train_reduced")] = len(reduced)
+        if len(reduced) > REDUCED_MAX:
+            self.add("train_fallback", f"{reduced_dir}: reduced split holds {len(reduced)} > {REDUCED_MAX} images (§3.2.1)")
+        if not reduced_dir.is_dir() and full:
+            if len(full) > REDUCED_MAX:
+                self.add("train_split", f"{reduced_dir}: missing and {full_dir} holds {len(full):,} > {REDUCED_MAX} "
+                         "images: training with train_split 'reduced' (the default) stops; pass "
+                         "--data.init_args.train_split full (or create the folder with <= 500 images)")
+            else:
+                self.add("train_fallback", f"{reduced_dir}: missing; train_split 'reduced' trains on "
+                         f"{full_dir} ({len(full)} <= {REDUCED_MAX} images)")
+        self.tasks += [_Task(p, PATCH_SIZE, mod.channels) for p in full + reduced]
         self.test(mod, base)
         self.supervised(mod, base)
 
@@ -109,29 +216,33 @@ class _Scan:
         test_dir, mask_dir = base / TEST_DIR, base / MASK_DIR
         groups: Counter[str] = Counter({GOOD_DIR: 0, **{g: 0 for g in GROUPS}})
         if not test_dir.is_dir():
-            self.problems.append(f"{test_dir}: missing folder")
+            self.add("layout", f"{test_dir}: missing folder")
         defects = sorted(p.name for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
         if test_dir.is_dir() and GOOD_DIR not in defects:
-            self.problems.append(f"{test_dir / GOOD_DIR}: missing folder")
+            self.add("layout", f"{test_dir / GOOD_DIR}: missing folder")
+        self.defect_folders.update(defects)
         for defect in defects:
             files = self.folder_images(test_dir / defect)
-            groups[defect_group(defect)] += len(files)
+            groups[defect_group(defect, self.mapping)] += len(files)
             self.tasks += [_Task(p, PATCH_SIZE, mod.channels) for p in files]
             if defect == GOOD_DIR:
                 continue
-            if defect not in DEFECT_GROUPS:
-                self.notes.append(f"{test_dir / defect}: defect folder not in DEFECT_GROUPS, counted as its own group")
+            if defect not in self.mapping:
+                self.add("groups", f"{test_dir / defect}: defect folder not in the group mapping, counted as its own "
+                         f"group '{defect}' (map it with --defect-groups / data.init_args.defect_groups)")
             masks = {p.name: p for p in _images(mask_dir / defect)} if (mask_dir / defect).is_dir() else {}
             for image in files:
                 mask = mask_dir / defect / f"{image.stem}{MASK_SUFFIX}.png"
                 if masks.pop(mask.name, None) is None:
-                    self.problems.append(f"{image}: image without mask (expected {mask})")
+                    self.add("mask_missing", f"{image}: image without mask (expected {mask})")
                 else:
-                    self.tasks.append(_Task(mask, PATCH_SIZE, 1, is_mask=True, defect_mask=True))
-            self.problems += [f"{m}: mask without image in {test_dir / defect}" for m in masks.values()]
+                    self.tasks.append(_Task(mask, PATCH_SIZE, 1, role="mask", image=image))
+            for m in masks.values():
+                self.add("mask_missing", f"{m}: mask without image in {test_dir / defect}")
         if mask_dir.is_dir():
             for folder in sorted(p for p in mask_dir.iterdir() if p.is_dir() and p.name not in defects):
-                self.problems += [f"{m}: mask without image (no {test_dir / folder.name})" for m in _images(folder)]
+                for m in _images(folder):
+                    self.add("mask_missing", f"{m}: mask without image (no {test_dir / folder.name})")
         for group, n in groups.items():
             self.counts[(mod.value, f"test_{group}")] = n
 
@@ -139,34 +250,38 @@ class _Scan:
         sup = base / SUPERVISED_DIR
         if not sup.is_dir():
             return  # the supervised part is optional (the unsupervised benchmark does not need it)
-        labels = Counter()
+        labels: Counter[int] = Counter()
+        unreadable = False
         for path in hdf5_files(base):
             try:
                 if is_real_defect_file(path):
                     continue  # checked through real_defect_pools below
-            except OSError as err:
-                self.problems.append(f"{path}: not a readable HDF5 file ({err})")
-                continue
-            try:
                 layout = discover_stream(path)
+                with h5py.File(path, "r") as f:
+                    values, counts = np.unique(f[layout.labels_key][()], return_counts=True)
             except StreamFormatError as err:
-                self.problems.append(" | ".join(line.strip() for line in str(err).splitlines()))
+                self.add("hdf5", _one_line(err))
                 continue
-            with h5py.File(path, "r") as f:
-                values, counts = np.unique(f[layout.labels_key][()], return_counts=True)
-                labels.update({int(k): int(v) for k, v in zip(values, counts)})
+            except (OSError, KeyError, ValueError) as err:  # h5py: truncated, not HDF5, unreadable chunk
+                self.findings.append(_hdf5_problem(path, err))
+                unreadable = True
+                continue
+            labels.update({int(k): int(v) for k, v in zip(values, counts)})
         self.counts[(mod.value, "sup_stream_good")] = labels[0]
         self.counts[(mod.value, "sup_stream_synthetic")] = labels[1]
-        real = sup / REAL_DEFECTS_DIR
         for group in GROUPS:
-            if (real / group).is_dir():
-                files = self.folder_images(real / group)
-                self.tasks += [_Task(p, REAL_DEFECT_SIZE, 1) for p in files]
+            if (sup / REAL_DEFECTS_DIR / group).is_dir():
+                files = self.folder_images(sup / REAL_DEFECTS_DIR / group)
+                self.tasks += [_Task(p, REAL_DEFECT_SIZE, 1, role="real") for p in files]
+        pools: dict = {}
         try:
             pools = real_defect_pools(base)
         except StreamFormatError as err:
-            self.problems.append(" | ".join(line.strip() for line in str(err).splitlines()))
-            pools = {}
+            self.add("hdf5", _one_line(err))
+        except OSError:
+            if not unreadable:
+                raise
+            pools = {g: files for g, files in discover_real_defects(base).items() if files}  # already reported
         for group in GROUPS:
             self.counts[(mod.value, f"sup_real_{group}")] = len(pools[group]) if group in pools else 0
 
@@ -174,7 +289,15 @@ class _Scan:
         workers = min(16, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(_inspect, self.tasks, chunksize=64))
-        self.problems += [problem for problem, _ in results if problem]
+        for task, result in zip(self.tasks, results):
+            self.findings += result.findings
+            if result.size is not None:
+                self.sizes[task.path] = result.size
+        for task, result in zip(self.tasks, results):
+            own = self.sizes.get(task.image) if task.image is not None else None
+            if own is not None and result.size is not None and result.size != own:
+                self.add("mask_size", f"{task.path}: mask is {result.size[0]}x{result.size[1]}, "
+                         f"its image {task.image.name} is {own[0]}x{own[1]}")
 
 
 def _modality_dirs(root: Path, scan: _Scan) -> list[tuple[Modality, Path]]:
@@ -188,29 +311,37 @@ def _modality_dirs(root: Path, scan: _Scan) -> list[tuple[Modality, Path]]:
             found.append((Modality.parse(folder.name), folder))
         except ValueError:
             names = ", ".join(m.value for m in Modality)
-            scan.problems.append(f"{folder}: unknown modality folder (expected {names})")
+            scan.add("ignored", f"{folder}: unknown modality folder (expected {names}), ignored")
     found.sort(key=lambda item: list(Modality).index(item[0]))
     if not found:
-        scan.problems.append(f"{root}: no modality folder found (expected LSM-1, LSM-2 and/or ASM)")
+        scan.add("modality", f"{root}: no modality folder found (expected LSM-1, LSM-2 and/or ASM)")
     return found
 
 
-def scan(root: str | Path) -> _Scan:
-    """Walk ``root`` once: counts per (modality, split), problems and notes."""
+def scan(root: str | Path, defect_groups: dict[str, str] | None = None) -> _Scan:
+    """Walk ``root`` once: counts per (modality, split) and every finding (errors and warnings)."""
     root = Path(root)
-    result = _Scan(root)
+    result = _Scan(root, defect_groups)
     if not root.is_dir():
-        result.problems.append(f"{root}: dataset root does not exist")
+        result.add("modality", f"{root}: dataset root does not exist")
         return result
     for mod, base in _modality_dirs(root, result):
         result.modality(mod, base)
+    if defect_groups:
+        for name in sorted(set(defect_groups) - result.defect_folders):
+            result.add("groups", f"{root}: the group mapping names '{name}', but no test folder has that name")
     result.run_tasks()
     return result
 
 
-def find_problems(root: str | Path) -> list[str]:
-    """Every problem of a dataset root, one line each naming the file; empty when valid."""
-    return scan(root).problems
+def find_problems(root: str | Path, defect_groups: dict[str, str] | None = None) -> list[str]:
+    """Every error of a dataset root (what stops or corrupts training), one line each; empty when valid."""
+    return scan(root, defect_groups).errors
+
+
+def find_warnings(root: str | Path, defect_groups: dict[str, str] | None = None) -> list[str]:
+    """Every warning (what training handles, e.g. resizing), one line each."""
+    return scan(root, defect_groups).warnings
 
 
 _PAPER = {  # check split -> Table 7 field (None: no single paper number)
@@ -226,29 +357,64 @@ _PAPER = {  # check split -> Table 7 field (None: no single paper number)
 }
 
 
-def main_check(root: str | Path) -> int:
-    """Print counts beside the paper's (Table 7) and every problem; 0 when valid, else 1."""
+def matches_paper(counts: dict[tuple[str, str], int], modality: str) -> bool:
+    """True when every test/train count of ``modality`` equals Table 7 (i.e. the data is ISP-AD's).
+
+    Only the unsupervised train and test counts are compared (the supervised part is optional).
+    """
+    from ispad_bench.data.fingerprint import matches_paper as same
+
+    mod = Modality.parse(modality)
+    return same({split: n for (m, split), n in counts.items() if m == mod.value}, mod)
+
+
+def summary_lines(findings: list[Finding], verbose: bool = False) -> list[str]:
+    """Per severity a header, per kind one summary line, then a few examples (all with ``verbose``)."""
+    lines = []
+    for severity, title in ((ERROR, "will stop or corrupt training"), (WARNING, "training handles these")):
+        mine = [f for f in findings if f.severity == severity]
+        if not mine:
+            continue
+        lines.append(f"{len(mine):,} {severity}(s) ({title}):")
+        by_kind: dict[str, list[Finding]] = {}
+        for f in mine:
+            by_kind.setdefault(f.kind, []).append(f)
+        for kind in (k for k in KINDS if k in by_kind):
+            items = by_kind[kind]
+            lines.append(f"  {severity}: {len(items):,} x {KINDS[kind][1]}")
+            shown = items if verbose else items[:EXAMPLES]
+            lines += [f"    {f.message}" for f in shown]
+            if len(items) > len(shown):
+                lines.append(f"    ... {len(items) - len(shown):,} more (--verbose lists all)")
+    return lines
+
+
+def main_check(root: str | Path, defect_groups: dict[str, str] | None = None, verbose: bool = False) -> int:
+    """Print counts beside the paper's (Table 7), errors and warnings; 1 when there is an error, else 0."""
     from rich.console import Console
     from rich.table import Table
 
-    result = scan(root)
-    table = Table(title=f"ISP-AD at {root}")
+    result = scan(root, defect_groups)
+    table = Table(title=f"Dataset at {root}")
     for column in ("modality", "split", "found", "paper (Table 7)"):
         table.add_column(column, justify="right" if column in ("found", "paper (Table 7)") else "left")
     for (modality, split), found in result.counts.items():
-        field = _PAPER.get(split)
-        if field is not None:
-            paper = str(getattr(Modality.parse(modality).splits, field))
+        field_ = _PAPER.get(split)
+        if field_ is not None:
+            paper = str(getattr(Modality.parse(modality).splits, field_))
         else:
             paper = "<=500" if split == "train_reduced" else "-"
         table.add_row(modality, split, str(found), paper)
     Console(width=100).print(table)
-    for note in result.notes:
-        print(f"note: {note}")
-    if result.problems:
-        print(f"{len(result.problems)} problem(s):")
-        for problem in result.problems:
-            print(problem)
+    modalities = dict.fromkeys(m for m, _ in result.counts)
+    for modality in modalities:
+        same = matches_paper(result.counts, modality)
+        print(f"{modality}: counts {'match' if same else 'differ from'} ISP-AD's Table 7"
+              + ("" if same else " (not the ISP-AD data; reports show no comparison with the paper)"))
+    for line in summary_lines(result.findings, verbose):
+        print(line)
+    if result.errors:
         return 1
-    print("OK: no problems found")
+    n = len(result.warnings)
+    print(f"OK: no errors{f' ({n:,} warning(s))' if n else ''}")
     return 0

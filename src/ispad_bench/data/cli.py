@@ -1,4 +1,4 @@
-"""``ispad-bench data synth | check | download``."""
+"""``ispad-bench data synth | check | download | textures``."""
 
 from __future__ import annotations
 
@@ -22,16 +22,36 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_defect_groups(text: str) -> dict[str, str]:
+    """``'{blowhole: points, crack: area}'`` (YAML/JSON, as for ``data.init_args.defect_groups``) or a YAML file."""
+    import yaml
+
+    path = Path(text)
+    try:
+        value = yaml.safe_load(path.read_text() if path.is_file() else text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"not a YAML mapping: {text!r} ({err})") from err
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise argparse.ArgumentTypeError(f"expected a mapping folder: group, e.g. '{{blowhole: points}}', got {text!r}")
+    return value
+
+
 def _check(args: argparse.Namespace) -> int:
     from ispad_bench.data.check import main_check
 
-    return main_check(args.root)
+    return main_check(args.root, defect_groups=args.defect_groups, verbose=args.verbose)
 
 
 def _download(args: argparse.Namespace) -> int:
     from ispad_bench.data.download import main_download
 
     return main_download(args.root, record=args.record, api_url=args.api_url)
+
+
+def _textures(args: argparse.Namespace) -> int:
+    from ispad_bench.data.dtd import main_textures
+
+    return main_textures(args.root, **({"url": args.url} if args.url else {}))
 
 
 def add_parser(subparsers) -> None:
@@ -51,8 +71,12 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--workers", type=int, default=None, help="render threads (default: up to 2)")
     synth.set_defaults(func=_synth)
 
-    check = sub.add_parser("check", help="validate a dataset root; exit 1 listing every problem")
+    check = sub.add_parser("check", help="validate a dataset root: errors (exit 1) and warnings, counts vs Table 7")
     check.add_argument("--root", type=Path, required=True)
+    check.add_argument("--defect-groups", type=parse_defect_groups, default=None,
+                       help="test folder -> group mapping, as data.init_args.defect_groups: '{blowhole: points, "
+                            "crack: area}' or a YAML file (default: the built-in DEFECT_GROUPS)")
+    check.add_argument("--verbose", "-v", action="store_true", help="list every finding, not a few per kind")
     check.set_defaults(func=_check)
 
     download = sub.add_parser("download", help="download ISP-AD from Zenodo (md5-verified, resumable)")
@@ -60,3 +84,8 @@ def add_parser(subparsers) -> None:
     download.add_argument("--record", default="14911043", help="Zenodo record id (default: ISP-AD)")
     download.add_argument("--api-url", default="https://zenodo.org/api/records", help=argparse.SUPPRESS)
     download.set_defaults(func=_download)
+
+    textures = sub.add_parser("textures", help="download DTD textures for GLASS (SHA-256-verified, resumable)")
+    textures.add_argument("--root", type=Path, required=True, help="target folder; GLASS texture_dir (configs: datasets/dtd)")
+    textures.add_argument("--url", default=None, help=argparse.SUPPRESS)
+    textures.set_defaults(func=_textures)

@@ -23,6 +23,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import Transform
 from torchvision.tv_tensors import Mask
 
+from ispad_bench.data.groups import register_samples
 from ispad_bench.data.images import read_binary_mask, read_patch
 from ispad_bench.data.layout import (
     DEFECT_GROUPS,
@@ -140,6 +141,7 @@ class ISPADDataset(AnomalibDataset):
         self.category = self.modality.value
         self.geometry = geometry
         self.samples = make_ispad_samples(self.root, split, train_split, defect_groups)
+        register_samples(self.samples)  # the group travels by image path to metrics and records (data/groups.py)
 
     @property
     def name(self) -> str:
@@ -184,7 +186,10 @@ class ISPAD(AnomalibDataModule):
         border_crop_train: crop the training images the same way (keeps train/test geometry equal).
         center_crop: centre crop (native pixels) applied to every split, e.g. 224 as in §4.3.5.
         image_size: final resize after cropping (before the model's own resize), e.g. 448.
-        seed: seed of the ``from_train`` hold-out.
+        seed: seed of the ``from_train`` hold-out and of the contaminating images.
+        train_contamination: fraction of training images replaced by defective test images that
+            count as normal (paper §6.1's noisy training data; they leave the test split and are
+            listed in ``contamination_record``; :mod:`~ispad_bench.data.contamination`).
     """
 
     def __init__(
@@ -207,8 +212,11 @@ class ISPAD(AnomalibDataModule):
         center_crop: int | None = None,
         image_size: int | list[int] | None = None,
         seed: int | None = None,
+        train_contamination: float = 0.0,
     ) -> None:
         mode = str(getattr(val_split_mode, "value", val_split_mode)).lower()
+        if not 0.0 <= float(train_contamination) < 1.0:
+            raise BadArgument(f"train_contamination must be in [0, 1), got {train_contamination}")
         if mode not in VAL_SPLIT_MODES:
             raise BadArgument(f"val_split_mode must be one of {VAL_SPLIT_MODES}, got {val_split_mode!r}")
         if train_split not in TRAIN_DIRS:
@@ -237,6 +245,8 @@ class ISPAD(AnomalibDataModule):
         self.border_crop = crop
         self.eval_geometry = geometry(crop, center_crop, image_size)
         self.train_geometry = geometry(crop if border_crop_train else 0, center_crop, image_size)
+        self.train_contamination = float(train_contamination)
+        self.contamination_record: dict | None = None
 
     @property
     def name(self) -> str:
@@ -264,6 +274,12 @@ class ISPAD(AnomalibDataModule):
     def _setup(self, _stage: str | None = None) -> None:
         self.train_data = self._dataset(Split.TRAIN, self.train_geometry)
         self.test_data = self._dataset(Split.TEST, self.eval_geometry)
+        if self.train_contamination:
+            from ispad_bench.data.contamination import contaminate
+
+            self.train_data.samples, self.test_data.samples, self.contamination_record = contaminate(
+                self.train_data.samples, self.test_data.samples, self.train_contamination, self.seed
+            )
 
     def _create_val_split(self) -> None:
         super()._create_val_split()

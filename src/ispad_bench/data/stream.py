@@ -77,6 +77,7 @@ class StreamConfig:
     affine_p: float
     read_masks: bool
     augment_in_worker: bool
+    real_only: bool = False  # every synthetic-defect patch replaced by a real defect (baseline of ref [35])
 
 
 class _Handle:
@@ -168,7 +169,10 @@ class StreamBatches(Dataset):
         idx, r = shuffled[sel], rows[sel]
         gen = torch.Generator().manual_seed(_seed(cfg.seed, p, j, i, 2))
         n = len(idx)
-        inject = torch.rand(n, generator=gen) < cfg.injection_p
+        if cfg.real_only:  # no synthetic defect remains: real defects oversampled to the stream's defect share
+            inject = torch.from_numpy(self.labels[idx].astype(np.bool_))
+        else:
+            inject = torch.rand(n, generator=gen) < cfg.injection_p
         if len(self.real) == 0:
             inject[:] = False
         positions = torch.nonzero(inject).flatten()

@@ -44,6 +44,7 @@ from ispad_bench.data.hdf5 import (
 )
 from ispad_bench.data.layout import DEFECT_GROUPS, GROUPS, modality_dir
 from ispad_bench.data.modality import REAL_DEFECT_SIZE, Modality
+from ispad_bench.data.real_ids import listed_ids
 from ispad_bench.data.stream import HeldOutStream, StreamBatches, StreamConfig, StreamSampler, finish_batch, keep_batch
 from ispad_bench.errors import BadArgument, MissingDataError
 from ispad_bench.data.stream import block_length
@@ -140,6 +141,11 @@ class ISPADSupervised(AnomalibDataModule):
         injection_p: probability that a stream patch is replaced by an augmented real defect (§4.2: 1/32).
         real_seed: seed of the one shuffle per group that the fractions are prefixes of; kept apart
             from ``seed`` so training seeds can vary with a fixed defect selection.
+        real_ids_file: published fraction lists (JSON or CSV, :mod:`.real_ids`): the listed ids of
+            ``real_group`` at ``real_fraction`` replace the seeded shuffle; the run's record names the file.
+        real_only: the real-only baseline of ref [35] (§5.2, §6): fault-free stream patches only, every
+            synthetic-defect patch replaced by an augmented real defect (the selected pool oversampled
+            to the stream's defect share); ``injection_p`` is then unused. Needs ``real_fraction`` > 0.
         steps_per_epoch: batches per epoch (the unit of validation and early stopping); default one
             pass over the stream's training patches.
         shuffle_buffer: patches per shuffle window (rounded up to whole read blocks); memory per
@@ -168,6 +174,8 @@ class ISPADSupervised(AnomalibDataModule):
         real_group: str = "mixed",
         injection_p: float = 1 / 32,
         real_seed: int = 0,
+        real_ids_file: str | None = None,
+        real_only: bool = False,
         train_batch_size: int = 32,
         eval_batch_size: int = 32,
         num_workers: int = 4,
@@ -190,6 +198,8 @@ class ISPADSupervised(AnomalibDataModule):
             raise BadArgument(f"real_group must be one of {REAL_GROUPS}, got {real_group!r}")
         if not 0 <= injection_p <= 1 or not 0 <= affine_p <= 1:
             raise BadArgument(f"injection_p and affine_p must lie in [0, 1], got {injection_p}, {affine_p}")
+        if real_only and self.real_fraction == 0:
+            raise BadArgument("real_only needs real defects: set real_fraction > 0 (ref [35]: all, real_fraction 1)")
         if val_split_mode not in VAL_MODES:
             raise BadArgument(f"val_split_mode must be one of {VAL_MODES}, got {val_split_mode!r}")
         if augment_on not in ("worker", "device"):
@@ -214,6 +224,7 @@ class ISPADSupervised(AnomalibDataModule):
         self.root = Path(root)
         self.category = self.modality.value
         self.real_group, self.injection_p, self.real_seed = real_group, injection_p, real_seed
+        self.real_ids_file, self.real_only = (str(real_ids_file) if real_ids_file else None), bool(real_only)
         self.steps_per_epoch, self.shuffle_buffer = steps_per_epoch, shuffle_buffer
         self.stream_augmentation, self.affine_p, self.read_masks = stream_augmentation, affine_p, read_masks
         self.augment_on, self.stream_file = augment_on, stream_file
@@ -245,8 +256,12 @@ class ISPADSupervised(AnomalibDataModule):
     def _select_pool(self) -> tuple[torch.Tensor, list[str]]:
         mod_dir = modality_dir(self.root, self.modality)
         pools = real_defect_pools(mod_dir) if self.real_fraction else {}
+        ids = {g: p.ids for g, p in pools.items()}
         try:
-            chosen = select_real({g: p.ids for g, p in pools.items()}, self.real_group, self.real_fraction, self.real_seed)
+            if self.real_ids_file and self.real_fraction:  # published lists replace the seeded shuffle
+                chosen = listed_ids(self.real_ids_file, self.modality.value, self.real_group, self.real_fraction, ids)
+            else:
+                chosen = select_real(ids, self.real_group, self.real_fraction, self.real_seed)
         except ValueError as err:
             raise BadArgument(f"{err} (real defects looked up under {mod_dir / 'supervised'})") from err
         real = torch.empty(len(chosen), 1, REAL_DEFECT_SIZE, REAL_DEFECT_SIZE, dtype=torch.uint8)
@@ -268,6 +283,9 @@ class ISPADSupervised(AnomalibDataModule):
             "real_group": self.real_group,
             "real_seed": self.real_seed,
             "injection_p": self.injection_p,
+            "selection": f"file {self.real_ids_file}" if self.real_ids_file and self.real_fraction
+            else f"seeded shuffle (real_seed {self.real_seed})",
+            "real_only": self.real_only,
             "count": len(self.real_defect_ids),
             "ids": self.real_defect_ids,
         }
@@ -295,7 +313,7 @@ class ISPADSupervised(AnomalibDataModule):
         window = max(block, -(-self.shuffle_buffer // block) * block)
         cfg = StreamConfig(layout, self.modality, blocks, block, window, self.train_batch_size, self.seed,
                            self.injection_p if len(real) else 0.0, self.stream_augmentation, self.affine_p,
-                           self.read_masks, self.augment_on == "worker")
+                           self.read_masks, self.augment_on == "worker", self.real_only)
         self.train_data = StreamBatches(cfg, labels, real, self._real_ids)
         self.test_data = ISPADDataset(modality_dir(self.root, self.modality), self.modality, Split.TEST,
                                       defect_groups=self.defect_groups, geometry=geometry(self.border_crop))

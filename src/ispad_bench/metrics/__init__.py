@@ -40,6 +40,10 @@ Logged metric names (test): ``image_AUROC``, ``threshold``, ``F1``, ``MCC``, ``r
 ``precision``, ``FPR``, ``TN``, ``TP``, ``FN``, ``FP``, ``pixel_AUROC``, ``PRO``, ``AUPRO``,
 and per defect group ``recall_area``/``recall_points``/``n_<group>`` (group from the parent
 folder of ``image_path``, via :func:`ispad_bench.data.layout.defect_group`).
+
+How sure (docs/metrics.md): :func:`bootstrap` (percentile intervals, images resampled by
+label/group), :func:`cross_fit` (a threshold that is not an oracle), :func:`compare` /
+:func:`delong` (paired comparisons of two methods on the same images).
 """
 
 from ispad_bench.metrics.functional import (
@@ -51,6 +55,9 @@ from ispad_bench.metrics.functional import (
     held_out_split,
     pixel_metrics,
 )
+from ispad_bench.metrics.bootstrap import BootstrapResult, bootstrap, percentile_interval, resample_weights
+from ispad_bench.metrics.compare import compare, delong, paired_difference
+from ispad_bench.metrics.crossfit import cross_fit
 
 _LAZY = {  # Anomalib-side classes: importing anomalib is slow, so load on first use
     name: "ispad_bench.metrics.anomalib"
@@ -77,7 +84,15 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BootstrapResult",
     "auroc",
+    "bootstrap",
+    "compare",
+    "cross_fit",
+    "delong",
+    "paired_difference",
+    "percentile_interval",
+    "resample_weights",
     "confusion_metrics",
     "evaluate",
     "f1_optimal_threshold",

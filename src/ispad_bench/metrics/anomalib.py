@@ -22,8 +22,9 @@ from anomalib.metrics import AnomalibMetric, Evaluator
 from anomalib.post_processing import PostProcessor
 from torchmetrics import Metric
 
-from ispad_bench.data.layout import defect_group
+from ispad_bench.data.groups import group_of
 from ispad_bench.metrics.functional import evaluate, f1_optimal_threshold, pixel_metrics
+from ispad_bench.metrics.uncertainty import UncertaintyOptions, finish
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ DISPLAY_NAMES = {
     "pro": "PRO",
     "aupro": "AUPRO",
     "n_regions": "n_regions",
+    **{f"{k}_crossfit": f"{v}_crossfit" for k, v in (("mcc", "MCC"), ("recall", "recall"), ("precision", "precision"),
+                                                       ("fpr", "FPR"), ("f1", "F1"))},
 }
 PIXEL_KEYS = ("pixel_auroc", "pro", "aupro", "n_regions")
 PIXEL_ONLY_KEYS = ("pixel_auroc", "aupro", "n_regions")  # independent of the image threshold
@@ -76,7 +79,8 @@ class ISPADMetrics(AnomalibMetric, Metric):
         pixel: also accumulate maps/masks for pixel AUROC, PRO and AUPRO (skipped silently for
             batches without ``anomaly_map`` or ``gt_mask``, e.g. classification-only data).
         threshold: fixed image threshold; ``None`` = F1-optimal on the accumulated set (oracle).
-        groups: derive defect groups from ``image_path`` (parent folder) for the per-group recall.
+        groups: per-group recall, with each ``image_path``'s group as the datamodule assigned it
+            (``data/groups.py``; a path of another datamodule: its folder via ``DEFECT_GROUPS``).
     """
 
     default_fields = ("pred_score", "gt_label", "anomaly_map", "gt_mask", "image_path")
@@ -101,6 +105,8 @@ class ISPADMetrics(AnomalibMetric, Metric):
         for state in ("scores", "labels", "maps", "masks"):
             self.add_state(state, default=[], dist_reduce_fx="cat")
         self.paths: list[str] = []
+        self.uncertainty = UncertaintyOptions(n=0)  # the evaluator sets its own (bootstrap, cross-fit)
+        self.bootstrap_result = None
 
     def update(self, batch: Any, *args, **kwargs) -> None:  # noqa: ARG002 - Anomalib passes the batch only
         """Store the batch's raw outputs (float32 maps, bool masks; no copies on CPU)."""
@@ -150,10 +156,16 @@ class ISPADMetrics(AnomalibMetric, Metric):
             masks = _cat_release(self.masks, "ground-truth masks").numpy()
         groups = None
         if self.groups and len(self.paths) == scores.size:
-            groups = [defect_group(Path(p).parent.name) for p in self.paths]
-        return evaluate(
+            groups = [group_of(p) for p in self.paths]  # the datamodule's defect_groups mapping
+        result = evaluate(
             scores, labels, maps, masks, aupro_limit=self.aupro_limit, groups=groups, threshold=self.threshold
         )
+        if type(self) is not ISPADMetrics:  # scalar views: no cross-fit, no bootstrap
+            return result
+        ids = self.paths if len(self.paths) == scores.size else None
+        result, self.bootstrap_result = finish(result, scores, labels, maps, masks, groups, ids, self.uncertainty,
+                                               threshold=self.threshold, aupro_limit=self.aupro_limit)
+        return result
 
 
 class ISPADScalar(ISPADMetrics):
@@ -292,7 +304,13 @@ class ISPADEvaluator(Evaluator):
 
     Args:
         threshold: ``"oracle"`` (paper: F1-optimal on the test set), ``"validation"`` (the
-            post-processor's raw F1-optimal threshold fitted on the validation set) or a number.
+            post-processor's raw F1-optimal threshold fitted on the validation set), ``"cross_fit"``
+            (each test half judged at the other half's F1-optimal threshold; :func:`cross_fit`)
+            or a number. Cross-fitted MCC/recall/precision/FPR/F1 are always added (``*_crossfit``).
+        bootstrap: resamples of the test images for percentile intervals of every metric (0: none);
+            ``bootstrap_seed`` is fixed across methods so that their resamples are paired;
+            ``level`` is the interval coverage. After a test epoch ``bootstrap`` holds the
+            :class:`~ispad_bench.metrics.BootstrapResult`.
         aupro_limit: FPR limit of AUPRO.
         pixel_metrics: compute pixel AUROC / PRO / AUPRO when maps and masks are present.
         require_raw_scores: refuse a post-processor that normalises scores (the default
@@ -311,21 +329,30 @@ class ISPADEvaluator(Evaluator):
         val_metrics: AnomalibMetric | Sequence[AnomalibMetric] | None = None,
         test_metrics: AnomalibMetric | Sequence[AnomalibMetric] | None = None,
         compute_on_cpu: bool = True,
+        bootstrap: int = 1000,
+        bootstrap_seed: int = 0,
+        level: float = 0.95,
+        cross_fit_seed: int = 0,
     ) -> None:
-        if isinstance(threshold, str) and threshold not in ("oracle", "validation"):
+        if isinstance(threshold, str) and threshold not in ("oracle", "validation", "cross_fit"):
             try:  # a number given as text, e.g. from a command-line override
                 threshold = float(threshold)
             except ValueError:
-                raise ValueError(f"threshold must be 'oracle', 'validation' or a number, got {threshold!r}") from None
+                raise ValueError(
+                    f"threshold must be 'oracle', 'validation', 'cross_fit' or a number, got {threshold!r}"
+                ) from None
         if not isinstance(threshold, str) and not np.isfinite(float(threshold)):
             raise ValueError(f"threshold must be finite, got {threshold!r}")
         fixed = None if isinstance(threshold, str) else float(threshold)
         main = ISPADMetrics(aupro_limit=aupro_limit, pixel=pixel_metrics, threshold=fixed)
+        cross_fit_mode = threshold == "cross_fit"
+        main.uncertainty = UncertaintyOptions(bootstrap, bootstrap_seed, level, cross_fit_seed, cross_fit_mode)
         extra = list(self.validate_metrics(test_metrics))
         super().__init__(val_metrics=val_metrics, test_metrics=[main, *extra], compute_on_cpu=compute_on_cpu)
         self.threshold_mode = threshold
         self.require_raw_scores = require_raw_scores
         self.results: dict[str, float] = {}
+        self.bootstrap = None  # BootstrapResult of the last test epoch
 
     @property
     def ispad_metrics(self) -> ISPADMetrics:
@@ -359,8 +386,9 @@ class ISPADEvaluator(Evaluator):
         if mode == "validation":
             metric.threshold = self._validation_threshold(pl_module)
         else:
-            metric.threshold = None if mode == "oracle" else float(mode)
+            metric.threshold = None if mode in ("oracle", "cross_fit") else float(mode)
         self.results = {k: float(v) for k, v in metric.compute().items()}
+        self.bootstrap = metric.bootstrap_result
         metric.reset()  # frees the accumulated maps now
         log = getattr(self, "log", None)  # Lightning attaches the module's log to model callbacks
         for key, value in self.results.items():

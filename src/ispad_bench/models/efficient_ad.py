@@ -9,6 +9,7 @@ goes, and the setting that runs without it; it downloads only with ``download: t
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class EfficientAdISPAD(EfficientAd):
             ``False`` keeps a random teacher (tests and speed checks only: scores then mean nothing).
         teacher_weights: explicit teacher ``.pth`` (state dict); ``None`` → Anomalib's cache path.
         download: let Anomalib download what is missing (teacher zip, Imagenette) before training.
+        teacher_stats_batches: training batches (of 1 image) the teacher's channel mean/std is
+            computed on before training; ``None`` (default, as Anomalib and the paper): every one.
         Other arguments: as ``anomalib.models.EfficientAd``.
     """
 
@@ -74,6 +77,7 @@ class EfficientAdISPAD(EfficientAd):
         pre_trained: bool = True,
         teacher_weights: str | None = None,
         download: bool = False,
+        teacher_stats_batches: int | None = None,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -102,6 +106,9 @@ class EfficientAdISPAD(EfficientAd):
         self.pre_trained = pre_trained
         self.teacher_weights = Path(teacher_weights).expanduser() if teacher_weights else None
         self.download = download
+        if teacher_stats_batches is not None and int(teacher_stats_batches) < 1:
+            raise ValueError(f"teacher_stats_batches must be >= 1 or null (every training batch), got {teacher_stats_batches}")
+        self.teacher_stats_batches = teacher_stats_batches
 
     @property
     def teacher_file(self) -> Path:
@@ -148,6 +155,12 @@ class EfficientAdISPAD(EfficientAd):
             return
         state = torch.load(self.teacher_file, map_location=self.device, weights_only=True)
         self.model.teacher.load_state_dict(state)
+
+    def teacher_channel_mean_std(self, dataloader) -> dict[str, torch.Tensor]:
+        """Anomalib's statistics pass, over the first ``teacher_stats_batches`` batches when set."""
+        if self.teacher_stats_batches is None:
+            return super().teacher_channel_mean_std(dataloader)
+        return super().teacher_channel_mean_std(list(itertools.islice(dataloader, int(self.teacher_stats_batches))))
 
     def prepare_imagenette_data(self, image_size: tuple[int, int] | torch.Size) -> None:
         """Anomalib's Imagenette loader, but never a download (``setup`` guaranteed the folder)."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from lightning.pytorch import Callback
 
-from ispad_bench.data.layout import defect_group
+from ispad_bench.data.groups import folder_of, group_of
 
 
 class FiniteLossGuard(Callback):
@@ -77,18 +76,39 @@ def _display_image(image: torch.Tensor) -> np.ndarray:
     return img[..., 0] if img.shape[-1] == 1 else img
 
 
+def pick_per_group(paths, per_group: int) -> list[str]:
+    """``per_group`` paths of each defect group (``good`` included), round-robin over the group's
+    test folders (sorted), so a group of several defect types shows several of them."""
+    folders: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(paths):
+        folders.setdefault(group_of(path), {}).setdefault(folder_of(path), []).append(path)
+    picked = []
+    for by_folder in folders.values():
+        queues = [list(v) for _, v in sorted(by_folder.items())]
+        mine: list[str] = []
+        while len(mine) < per_group and any(queues):
+            for queue in queues:
+                if queue and len(mine) < per_group:
+                    mine.append(queue.pop(0))
+        picked += mine
+    return picked
+
+
 class PredictionCollector(Callback):
     """Keeps per-image scores/labels and the maps of a few fixed test images for figures and ROC curves.
 
     Reads each batch at the *next* hook, i.e. after every ``on_test_batch_end`` hook (the model's
     post-processor and evaluator included) has run, so it stores exactly what the evaluator saw.
-    Map images are chosen from the test set itself: the first ``maps_per_group`` paths (sorted) of
-    each defect group and of ``good``, so every method of a sweep shows the same images.
+    A model that keeps ``model.last_reconstruction`` (DDAD) also gets its reconstruction stored
+    (``reconstruction_<i>``, Fig. 6-style triplets). Map images are chosen from the test set itself:
+    ``maps_per_group`` paths of each defect group and of ``good`` (:func:`pick_per_group`), so every
+    method of a sweep shows the same images.
     """
 
     def __init__(self, maps_per_group: int = 2) -> None:
         self.maps_per_group = maps_per_group
         self._pending = None
+        self._pending_recon = None
         self.paths: list[str] = []
         self.scores: list[float] = []
         self.labels: list[int] = []
@@ -102,15 +122,12 @@ class PredictionCollector(Callback):
         loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         samples = getattr(getattr(loader, "dataset", None), "samples", None)
         if samples is not None and "image_path" in samples:
-            wanted: dict[str, list[str]] = {}
-            for path in sorted(map(str, samples["image_path"])):
-                wanted.setdefault(defect_group(Path(path).parent.name), []).append(path)
-            self._wanted = {p for paths in wanted.values() for p in paths[: self.maps_per_group]}
+            self._wanted = set(pick_per_group(map(str, samples["image_path"]), self.maps_per_group))
 
     def _want(self, path: str) -> bool:
         if self._wanted is not None:
             return path in self._wanted
-        group = defect_group(Path(path).parent.name)  # fallback: first seen per group
+        group = group_of(path)  # fallback: first seen per group
         self._seen[group] = self._seen.get(group, 0) + 1
         return self._seen[group] <= self.maps_per_group
 
@@ -129,6 +146,8 @@ class PredictionCollector(Callback):
             if amap is None or not self._want(path):
                 continue
             entry = {"map": _np(amap[i]).squeeze().astype(np.float16), "image": _display_image(batch.image[i])}
+            if self._pending_recon is not None and i < len(self._pending_recon):
+                entry["reconstruction"] = _display_image(self._pending_recon[i])
             mask = getattr(batch, "gt_mask", None)
             if mask is not None:
                 entry["mask"] = (_np(mask[i]).squeeze() > 0.5).astype(np.uint8)
@@ -139,6 +158,8 @@ class PredictionCollector(Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._pending = outputs if outputs is not None else batch
+        recon = getattr(getattr(pl_module, "model", None), "last_reconstruction", None)
+        self._pending_recon = recon if isinstance(recon, torch.Tensor) else None
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self._flush()
@@ -149,7 +170,7 @@ class PredictionCollector(Callback):
             "paths": np.array(self.paths, dtype=str),
             "scores": np.array(self.scores, dtype=np.float64),
             "labels": np.array(self.labels, dtype=np.int8),
-            "groups": np.array([defect_group(Path(p).parent.name) for p in self.paths], dtype=str),
+            "groups": np.array([group_of(p) for p in self.paths], dtype=str),  # the datamodule's mapping
             "map_paths": np.array(sorted(self.maps), dtype=str),
         }
         for i, path in enumerate(sorted(self.maps)):

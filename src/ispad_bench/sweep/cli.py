@@ -17,7 +17,8 @@ def add_parser(subparsers) -> None:
         "sweep",
         help="run the benchmark grid (resumable) and write the report",
         description="Run methods x modalities x seeds (+ the supervised rows of Tables 2-3) from configs/. "
-        "Unknown --a.b.c value arguments are Anomalib config overrides applied to every job.",
+        "Unknown --a.b.c value arguments are Anomalib config overrides, applied to every job whose config "
+        "accepts the key (skipped, with a note, for the others); --<method>.a.b.c value applies to one method.",
     )
     sweep.add_argument("--all", action="store_true", help="every method that has configs (paper order)")
     sweep.add_argument("--methods", type=_csv, help="comma list, e.g. glass,uflow")
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--rows", type=_csv, help="supervised rows, e.g. none,mixed-1_16 (default: profile's)")
     sweep.add_argument("--data-root", type=Path, help="dataset root (overrides data.init_args.root)")
     sweep.add_argument("--out", type=Path, help="sweep folder (default: results/runs/<profile>)")
-    sweep.add_argument("--profile", default="paper", help="settings profile in configs/profiles/ (paper, smoke)")
+    sweep.add_argument("--profile", default="paper", help="settings profile in configs/profiles/ (paper, official, smoke)")
     sweep.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
     sweep.add_argument("--dry-run", action="store_true", help="print the grid with each job's status and exit")
     sweep.add_argument("--devices", type=_csv, help="GPU ids, one job per GPU at a time, e.g. 0,1")
@@ -38,6 +39,13 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--maps-per-group", type=int, default=2, help="anomaly maps kept per test group for figures")
     sweep.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
     sweep.add_argument("--wait", action="store_true", help="if another sweep runs in --out, wait for it (default: refuse)")
+    sweep.add_argument("--skip-weights-check", action="store_true", help="start even if weight files are missing")
+    sweep.add_argument("--threshold", choices=("oracle", "validation", "cross_fit"),
+                       help="image threshold protocol of every job's evaluator (default: the configs', oracle)")
+    sweep.add_argument("--save-images", action="store_true",
+                       help="keep Anomalib's per-image visualisations (off: one PNG per test image and job)")
+    sweep.add_argument("--override", action="append", metavar="METHOD:KEY=VALUE",
+                       help="an override for one method, e.g. glass:model.init_args.lr=1e-4 (repeatable)")
     sweep.set_defaults(func=main_sweep, accepts_overrides=True)
 
     report = subparsers.add_parser("report", help="tables (md/csv/tex) and figures from a sweep folder")
@@ -88,6 +96,7 @@ def main_sweep(args) -> int:
 
     from ispad_bench.sweep import grid
     from ispad_bench.sweep.lock import SweepLock, SweepLocked
+    from ispad_bench.sweep.overrides import for_sweep as fit_overrides
     from ispad_bench.sweep.report import no_success_message, write_report
     from ispad_bench.sweep.runner import run_jobs
 
@@ -98,6 +107,8 @@ def main_sweep(args) -> int:
     configs = (args.configs or grid.default_configs_dir()).resolve()
     try:
         profile = grid.load_profile(args.profile, configs)
+        plan = fit_overrides(configs, None if args.all and not args.methods else args.methods, args.modalities,
+                             list(getattr(args, "overrides", []) or []), getattr(args, "override", None), profile)
         jobs = grid.expand(
             configs,
             profile,
@@ -106,11 +117,14 @@ def main_sweep(args) -> int:
             seeds=args.seeds,
             rows=args.rows,
             data_root=args.data_root,
-            overrides=list(getattr(args, "overrides", []) or []),
+            overrides={m: a + ([f"--model.init_args.evaluator.init_args.threshold={args.threshold}"]
+                               if args.threshold else []) for m, a in plan.args.items()},
         )
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]sweep: {err}[/]")
         return 2
+    for note in plan.notes:
+        console.print(f"[yellow]{note}[/]")
     if args.all and not args.methods:
         missing = [m for m in grid.PAPER_METHODS if m not in grid.method_configs(configs)]
         if missing:
@@ -121,12 +135,17 @@ def main_sweep(args) -> int:
     for job in jobs:
         try:
             resolved.append(grid.resolve(job))
-        except (Exception, SystemExit) as err:  # jsonargparse exits on a bad config
-            console.print(f"[red]sweep: bad config for {job.label()} ({job.config_file}): {err}[/]")
+        except (Exception, SystemExit) as err:  # jsonargparse exits on a bad config (its message is printed)
+            why = "" if isinstance(err, SystemExit) else f": {err}"  # not SystemExit's bare exit code (': 2')
+            console.print(f"[red]sweep: bad config for {job.label()} ({job.config_file}){why}[/]")
             return 2
     if args.dry_run:
         Console().print(_status_table(resolved, out_dir))
         return 0
+    from ispad_bench.sweep.methods_cli import check_before_sweep
+
+    if not args.skip_weights_check and not check_before_sweep(resolved, console):
+        return 2
     try:
         executor = _make_executor(args)
     except RuntimeError as err:
@@ -141,7 +160,7 @@ def main_sweep(args) -> int:
         console.print(f"[yellow]sweep: {lock.note}[/]", highlight=False, soft_wrap=True)
     try:
         summary = run_jobs(resolved, out_dir, executor, profile=args.profile, maps_per_group=args.maps_per_group,
-                           console=console)
+                           console=console, save_images=args.save_images)
     finally:
         lock.release()
     console.print(

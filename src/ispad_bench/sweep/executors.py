@@ -56,7 +56,7 @@ def _bind_to_parent(parent_pid: int) -> Callable[[], None]:
 
 _FORK_CONTEXT = None
 # Imported once by the fork server (anomalib.cli pulls in every Anomalib model and Lightning).
-PRELOAD = ("torch", "lightning", "anomalib.cli", "ispad_bench.sweep.job", "ispad_bench.sweep.callbacks",
+PRELOAD = ("ispad_bench.sweep.forkserver_quiet", "torch", "lightning", "anomalib.cli", "ispad_bench.sweep.job", "ispad_bench.sweep.callbacks",
            "ispad_bench.sweep.grid", "ispad_bench.data", "ispad_bench.sweep.forkserver_exit")
 
 

@@ -3,6 +3,8 @@
 * ``overlay_<modality>.png`` — like the paper's Fig. 4, per modality: the first row shows the
   test images with their ground-truth outline, then one row per method with its anomaly map
   over the image and the outline of ``map >= image threshold`` (the pixels PRO counts, §5.1).
+* ``reconstructions_<method>_<modality>.png`` — Fig. 6-style input / reconstruction / map triplets of
+  runs that store reconstructions (DDAD; ``figures_recon.py``).
 * ``roc_<modality>.png`` — image-level ROC curves, one line per method (unsupervised panel) and
   per supervised row (supervised panel); every seed is drawn, the legend gives mean AUROC.
 """
@@ -19,7 +21,8 @@ import numpy as np  # noqa: E402
 
 from ispad_bench.data.modality import Modality  # noqa: E402
 from ispad_bench.sweep import records  # noqa: E402
-from ispad_bench.sweep.report import PAPER_NAMES, _method_order, _row_order, load_records  # noqa: E402
+from ispad_bench.sweep.figures_recon import reconstruction_grid  # noqa: E402
+from ispad_bench.sweep.report import PAPER_NAMES, _contamination, _method_order, _row_order, load_records  # noqa: E402
 
 MAX_COLUMNS = 6
 
@@ -35,6 +38,7 @@ def _predictions(record: dict) -> dict | None:
 
 def _label(record: dict) -> str:
     name = PAPER_NAMES.get(record["method"], record["method"])
+    name += f" (contamination {_contamination(record):g})" if _contamination(record) else ""
     return f"{name} {record['row']}" if record.get("row") else name
 
 
@@ -59,7 +63,8 @@ def overlay_grid(recs_by_method: dict[str, dict], modality: str, path: Path) -> 
     if not preds:
         return None
     common = set.intersection(*(set(map(str, p["map_paths"])) for p in preds.values()))
-    columns = sorted(common)[:MAX_COLUMNS] or sorted(map(str, next(iter(preds.values()))["map_paths"]))[:MAX_COLUMNS]
+    group = _groups(preds.values())
+    columns = overlay_columns(common or set(map(str, next(iter(preds.values()))["map_paths"])), group, MAX_COLUMNS)
     fig, axes = plt.subplots(len(preds) + 1, len(columns), figsize=(2.2 * len(columns), 2.2 * (len(preds) + 1)),
                              squeeze=False)
     first = next(iter(preds.values()))
@@ -70,7 +75,9 @@ def overlay_grid(recs_by_method: dict[str, dict], modality: str, path: Path) -> 
             _show(ax, first[f"image_{idx}"])
             if f"mask_{idx}" in first and first[f"mask_{idx}"].any():
                 ax.contour(first[f"mask_{idx}"], levels=[0.5], colors="lime", linewidths=0.8)
-        ax.set_title(f"{Path(image_path).parent.name}/{Path(image_path).stem}", fontsize=7)
+        folder = Path(image_path).parent.name
+        where = folder if group.get(image_path, folder) == folder else f"{group[image_path]}: {folder}"
+        ax.set_title(f"{where}/{Path(image_path).stem}", fontsize=7)
     axes[0, 0].set_ylabel("image + GT", fontsize=8)
     for i, (label, p) in enumerate(preds.items(), start=1):
         names = list(map(str, p["map_paths"]))
@@ -100,6 +107,34 @@ def overlay_grid(recs_by_method: dict[str, dict], modality: str, path: Path) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     _save(fig, path)
     return path
+
+
+def _groups(preds) -> dict[str, str]:
+    """Image path -> defect group as the job's datamodule assigned it (``predictions.npz``)."""
+    out: dict[str, str] = {}
+    for p in preds:
+        if "groups" in p and len(p["groups"]) == len(p["paths"]):
+            out.update(zip(map(str, p["paths"]), map(str, p["groups"])))
+    return out
+
+
+def overlay_columns(paths, group: dict[str, str], cap: int) -> list[str]:
+    """Up to ``cap`` images: round-robin over the groups (fault-free ``good`` first, so at least one
+    is shown), and within a group round-robin over its test folders."""
+    by_group: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(paths):
+        folder = Path(path).parent.name
+        by_group.setdefault(group.get(path, folder), {}).setdefault(folder, []).append(path)
+    queues = {}
+    for g in sorted(by_group, key=lambda g: (g != "good", g)):
+        folders, order = [list(v) for _, v in sorted(by_group[g].items())], []
+        while any(folders):
+            order += [f.pop(0) for f in folders if f]
+        queues[g] = order
+    columns: list[str] = []
+    while len(columns) < cap and any(queues.values()):
+        columns += [q.pop(0) for q in queues.values() if q][: cap - len(columns)]
+    return columns
 
 
 def _show(ax, image: np.ndarray) -> None:
@@ -162,4 +197,9 @@ def write_figures(runs_dir: Path, out_dir: Path) -> dict[str, Path]:
         roc = roc_figure({"unsupervised": unsup, "supervised": sup}, modality, out_dir / f"roc_{slug}.png")
         if roc:
             written[f"roc_{slug}"] = roc
+        for label, runs in unsup.items():  # Fig. 6-style triplets of runs that store reconstructions (DDAD)
+            recon = _predictions(_first_seed(runs))
+            name = f"reconstructions_{runs[0]['method']}_{slug}"
+            if recon is not None and (path := reconstruction_grid(f"{label}, {modality}", recon, out_dir / f"{name}.png")):
+                written[name] = path
     return written

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -35,21 +36,24 @@ PROFILE_DIR = "profiles"
 # Init args of the supervised datamodule that select a row of Tables 2-3.
 ROW_GROUP_KEY = "data.init_args.real_group"
 ROW_FRACTION_KEY = "data.init_args.real_fraction"
+# The real-only baseline of ref [35] (§5.2, §6): all real defects, oversampled, no synthetic defects.
+REAL_ONLY = "real-only"
+REAL_ONLY_ARGS = {ROW_GROUP_KEY: "mixed", ROW_FRACTION_KEY: "1", "data.init_args.real_only": True}
 # Path placeholders a profile may use in override values, filled in per job by :func:`resolve`.
-PLACEHOLDER = re.compile(r"\{(data_root|modality_dir)\}")
+PLACEHOLDER = re.compile(r"\{(data_root|modality_dir|configs_dir)\}")  # configs_dir: the job config's configs/
 
 
 @dataclass(frozen=True)
 class Row:
     """A row of Tables 2-3: real-defect group and fraction injected into the synthetic stream."""
 
-    group: str  # "none" (purely synthetic), "points", "area" or "mixed"
+    group: str  # "none" (purely synthetic), "points", "area", "mixed" or "real-only" (ref [35])
     fraction: Fraction
 
     @property
     def slug(self) -> str:
-        if self.group == "none":
-            return "none"
+        if self.group in ("none", REAL_ONLY):
+            return self.group
         frac = str(self.fraction).replace("/", "_")
         return f"{self.group}-{frac}"
 
@@ -58,20 +62,23 @@ class Row:
         """``none``, ``mixed-1_16``, ``points-1/16``, ``mixed-1``."""
         if text == "none":
             return cls("none", Fraction(0))
+        if text == REAL_ONLY:
+            return cls(REAL_ONLY, Fraction(1))
         match = re.fullmatch(r"(points|area|mixed)-(\d+)(?:[_/](\d+))?", text)
         if not match:
-            raise ValueError(f"bad supervised row {text!r}: expected none, <points|area|mixed>-<n>_<d>")
+            raise ValueError(f"bad supervised row {text!r}: expected none, real-only, <points|area|mixed>-<n>_<d>")
         group, num, den = match.groups()
         return cls(group, Fraction(int(num), int(den or 1)))
 
 
 # §5.2 / Tables 2-3: purely synthetic; each group alone at the smallest fraction; mixed at
-# every fraction 1/16 ... 1 (nested prefixes of one seeded shuffle).
+# every fraction 1/16 ... 1 (nested prefixes of one seeded shuffle); the real-only baseline.
 SUPERVISED_ROWS = (
     Row("none", Fraction(0)),
     Row("points", Fraction(1, 16)),
     Row("area", Fraction(1, 16)),
     *(Row("mixed", Fraction(1, d)) for d in (16, 8, 4, 2, 1)),
+    Row(REAL_ONLY, Fraction(1)),  # §5.2/§6: the real-only baseline of ref [35] (text only, no table row)
 )
 
 
@@ -84,6 +91,16 @@ class Profile:
     overrides: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     supervised_rows: tuple[Row, ...] = SUPERVISED_ROWS
+    include: tuple[str, ...] = ()  # methods ``--all`` adds to configs/ (Anomalib names, class paths, "anomalib")
+    grid: dict[str, list] = field(default_factory=dict)  # override -> values: one job per combination
+    skip_supervised: bool = False  # e.g. the contamination study: unsupervised methods only
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the ``grid`` values (one empty point without a grid)."""
+        points: list[dict[str, Any]] = [{}]
+        for key, values in self.grid.items():
+            points = [{**p, key: v} for p in points for v in values]
+        return points
 
     def args_for(self, method: str) -> list[str]:
         return overrides_to_args({**self.overrides, **self.methods.get(method, {})})
@@ -152,7 +169,8 @@ def load_profile(name: str, configs_dir: Path) -> Profile:
         raise FileNotFoundError(f"profile {name!r} not found: no {' or '.join(map(str, candidates))} (known: {known})")
     name = path.stem
     data = yaml.safe_load(path.read_text()) or {}
-    unknown = set(data) - {"seeds", "overrides", "methods", "supervised_rows", "description"}
+    unknown = set(data) - {"seeds", "overrides", "methods", "supervised_rows", "description", "include", "grid",
+                           "skip_supervised"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     rows = data.get("supervised_rows")
@@ -162,6 +180,9 @@ def load_profile(name: str, configs_dir: Path) -> Profile:
         overrides=dict(data.get("overrides") or {}),
         methods={k: dict(v or {}) for k, v in (data.get("methods") or {}).items()},
         supervised_rows=tuple(Row.parse(r) for r in rows) if rows else SUPERVISED_ROWS,
+        include=tuple(str(m) for m in data.get("include") or ()),
+        grid={k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (data.get("grid") or {}).items()},
+        skip_supervised=bool(data.get("skip_supervised", False)),
     )
 
 
@@ -201,6 +222,20 @@ def select_methods(available: dict[str, Any], methods: list[str] | None) -> list
     return list(methods)
 
 
+def available_methods(configs_dir: Path, profile: Profile | None, methods: list[str] | None):
+    """``(available, methods)``: configs/ plus generated configs for Anomalib names and class paths
+    (``methods`` or the profile's ``include``), and the requested names expanded (``None``: all)."""
+    available = method_configs(configs_dir)
+    from ispad_bench.sweep import catalog  # Anomalib models and class paths by name (generated configs)
+
+    if methods is None and profile is not None and profile.include:
+        methods = [*select_methods(available, None), *profile.include]
+    if methods is not None:
+        methods = catalog.expand_names(methods, available)
+        available = catalog.with_generated(available, methods)
+    return available, methods
+
+
 def expand(
     configs_dir: Path,
     profile: Profile,
@@ -209,14 +244,16 @@ def expand(
     seeds: list[int] | None = None,
     rows: list[str] | None = None,
     data_root: Path | None = None,
-    overrides: list[str] | None = None,
+    overrides: list[str] | dict[str, list[str]] | None = None,
 ) -> list[Job]:
     """The unresolved grid, ordered method -> modality -> row -> seed."""
-    available = method_configs(configs_dir)
+    available, methods = available_methods(configs_dir, profile, methods)
     mods = [Modality.parse(m).value for m in (modalities or MODALITIES)]
     seed_list = list(seeds) if seeds is not None else list(profile.seeds)
     jobs = []
     for method in select_methods(available, methods):
+        if profile.skip_supervised and method in SUPERVISED_METHODS:
+            continue
         method_rows: list[Row | None] = [None]
         if method in SUPERVISED_METHODS:
             method_rows = [Row.parse(r) for r in rows] if rows else list(profile.supervised_rows)
@@ -226,9 +263,11 @@ def expand(
                 continue  # method has per-modality configs and none for this modality
             per_modality = modality in available[method]
             for row in method_rows:
-                for seed in seed_list:
-                    own = {"trainer.devices": 1, "seed_everything": seed}
-                    if row is not None:  # cold start ("none"): fraction 0, the config's group (unused)
+                for point, seed in itertools.product(profile.grid_points(), seed_list):  # grid point x seed
+                    own = {"trainer.devices": 1, "seed_everything": seed, **point}
+                    if row is not None and row.group == REAL_ONLY:
+                        own.update(REAL_ONLY_ARGS)
+                    elif row is not None:  # cold start ("none"): fraction 0, the config's group (unused)
                         if row.group != "none":
                             own[ROW_GROUP_KEY] = row.group
                         own[ROW_FRACTION_KEY] = str(row.fraction)
@@ -237,7 +276,8 @@ def expand(
                         data_args["modality"] = modality
                     if data_root is not None:
                         data_args["root"] = str(Path(data_root).resolve())
-                    args = (*overrides_to_args(own), *profile.args_for(method), *(overrides or []))
+                    user = overrides.get(method, []) if isinstance(overrides, dict) else (overrides or [])  # sweep/overrides.py
+                    args = (*overrides_to_args(own), *profile.args_for(method), *user)
                     jobs.append(
                         Job(method, modality, seed, Path(config).resolve(), args, row, tuple(data_args.items()))
                     )
@@ -355,7 +395,7 @@ def resolve(job: Job) -> Job:
     args = (*overrides_to_args({f"data.init_args.{k}": v for k, v in data.items()}), *job.args)
     if any(PLACEHOLDER.search(a) for a in args):
         base = parse(job.config_file, tuple(a for a in args if not PLACEHOLDER.search(a)))
-        args = _fill(args, _job_paths(base, job.modality))
+        args = _fill(args, {**_job_paths(base, job.modality), "configs_dir": str(Path(job.config_file).resolve().parents[1])})
     if cfg is None or data or args != job.args:
         cfg = parse(job.config_file, args)
     config = config_dict(cfg)

@@ -9,6 +9,7 @@ anomaly maps). Any exception ends in a failure record with the traceback; exit c
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import shutil
 import sys
@@ -59,8 +60,10 @@ def execute(spec: dict, state: dict) -> dict:
     from anomalib.engine import Engine
     from anomalib.utils.config import update_config
 
+    from ispad_bench.data.fingerprint import describe as describe_data
     from ispad_bench.sweep import grid
     from ispad_bench.sweep.callbacks import FiniteLossGuard, PredictionCollector, TestTimer
+    from ispad_bench.sweep.procedure import EpochTracker, describe
 
     job_dir = Path(spec["job_dir"])
     state["phase"] = "setup"
@@ -71,12 +74,14 @@ def execute(spec: dict, state: dict) -> dict:
     parser = grid.train_parser()
     init = parser.instantiate_classes(update_config(cfg))
     model, datamodule = init.model, init.data
+    if not spec.get("save_images", False) and hasattr(model, "visualizer"):
+        model.visualizer = None  # the sweep keeps its own maps (predictions.npz); --save-images keeps Anomalib's
     trainer_kwargs = _to_dict(init.trainer)
     user_callbacks = trainer_kwargs.pop("callbacks", None) or []
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]
-    timer, collector = TestTimer(), PredictionCollector(spec.get("maps_per_group", 2))
-    engine = Engine(callbacks=[*user_callbacks, FiniteLossGuard(), timer, collector], **trainer_kwargs)
+    timer, collector, tracker = TestTimer(), PredictionCollector(spec.get("maps_per_group", 2)), EpochTracker()
+    engine = Engine(callbacks=[*user_callbacks, FiniteLossGuard(), timer, collector, tracker], **trainer_kwargs)
 
     state["phase"] = "fit"
     t0, c0 = time.perf_counter(), time.process_time()  # CPU seconds: this process, all its threads
@@ -102,6 +107,9 @@ def execute(spec: dict, state: dict) -> dict:
     if len(arrays["scores"]) and not np.isfinite(arrays["scores"]).all():
         raise FloatingPointError(f"{int((~np.isfinite(arrays['scores'])).sum())} non-finite test image scores")
     records.write_npz(job_dir / records.PREDICTIONS, **arrays)
+    from ispad_bench.sweep.stats import BOOTSTRAP, save_bootstrap
+
+    uncertainty = save_bootstrap(job_dir, getattr(getattr(model, "evaluator", None), "bootstrap", None))
     return {
         "key_in_job": key,
         "config": config,
@@ -109,8 +117,13 @@ def execute(spec: dict, state: dict) -> dict:
         "checks": _checks(metrics, arrays),
         "timing": {"train_s": train_s, "train_cpu_s": train_cpu_s, "test_cpu_s": test_cpu_s, **timer.summary()},
         "tested_checkpoint": ckpt,
+        "procedure": describe(spec, config, model, tracker, ckpt),  # reading, selection, tested epoch, epochs
         "real_defects": _real_defects(datamodule),
-        "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": "anomalib"},
+        "uncertainty": uncertainty,
+        "contamination": getattr(datamodule, "contamination_record", None),
+        "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": "anomalib",
+                      **({"bootstrap": BOOTSTRAP} if uncertainty else {})},
+        "data": describe_data(datamodule),  # root, file-list fingerprint, counts, ISP-AD or not (data/fingerprint.py)
     }
 
 
@@ -124,6 +137,8 @@ def _checks(metrics: dict, arrays: dict) -> dict:
     except Exception as err:  # noqa: BLE001 (a check must never fail the job)
         return {**out, "error": f"{type(err).__name__}: {err}"}
     for name, logged in (("image_auroc", "image_AUROC"), ("mcc", "MCC")):
+        if name == "mcc" and metrics.get("threshold") is not None and math.isnan(metrics["threshold"]):
+            continue  # threshold: cross_fit (two thresholds): the oracle MCC is not what was logged
         if name in ours and logged in metrics:
             out[f"{name}_from_scores"] = float(ours[name])
             out[f"{name}_matches"] = abs(float(ours[name]) - metrics[logged]) < 1e-9
@@ -177,6 +192,9 @@ def run(spec_path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ispad_bench.quiet import quiet_known_warnings
+
+    quiet_known_warnings()  # third-party deprecation notices only (quiet.py)
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m ispad_bench.sweep.job <job_dir>/job.json", file=sys.stderr)

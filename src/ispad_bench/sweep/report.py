@@ -10,7 +10,7 @@ and ``tables.tex``, plus figures (``figures.py``). Per row: mean and sample stan
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ispad_bench.metrics.reference import load_paper_tables
-from ispad_bench.sweep import records
+from ispad_bench.sweep import catalog, procedure, provenance, records, stats
 from ispad_bench.sweep.grid import PAPER_METHODS, SUPERVISED_METHODS, Row
 
 PAPER_NAMES = {"efficient_ad": "EfficientAD", "uflow": "U-Flow", "glass": "GLASS", "ddad": "DDAD", "supervised": "ResNet18"}
@@ -55,8 +55,13 @@ SUP_COLUMNS = (
     Column("tp", "TP", "TP", 1, 0, "tp"),
     Column("fn", "FN", "FN", 1, 0, "fn"),
     Column("fp", "FP", "FP", 1, 0, "fp"),
+    Column("fn_area", "FN-area", "fn_area", 1, 0),  # §5.2 counts FNs per group
+    Column("fn_points", "FN-points", "fn_points", 1, 0),
+    Column("best_epoch", "Best epoch", "procedure.selected_epoch", 1, 0),  # §5.2: epochs to convergence
+    Column("epochs", "Epochs", "procedure.epochs_trained", 1, 0),
     Column("images_per_s", "images/s", "timing.test_images_per_s", 1, 1),
 )
+UNSUP_COLUMNS, SUP_COLUMNS = stats.with_crossfit(UNSUP_COLUMNS), stats.with_crossfit(SUP_COLUMNS)  # oracle | cf
 
 
 # ------------------------------------------------------------------------------ paper numbers
@@ -81,8 +86,9 @@ def paper_supervised() -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ loading
 def _value(record: dict, source: str) -> float | None:
-    if source.startswith("timing."):
-        v = (record.get("timing") or {}).get(source.split(".", 1)[1])
+    if source.startswith(("timing.", "procedure.")):
+        section, key = source.split(".", 1)
+        v = (record.get(section) or {}).get(key)
     else:
         v = (record.get("metrics") or {}).get(source)
     return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else None
@@ -103,7 +109,7 @@ def load_records(runs_dir: Path) -> tuple[list[dict], list[dict]]:
     latest: dict[tuple, dict] = {}
     latest_failed: dict[tuple, dict] = {}
     for record in records.iter_records(runs_dir):
-        slot = tuple(record.get(k) for k in ("profile", "method", "modality", "row", "seed"))
+        slot = (*(record.get(k) for k in ("profile", "method", "modality", "row", "seed")), _contamination(record))
         table = latest if record.get("status") == "ok" else latest_failed
         if slot not in table or str(record.get("finished")) > str(table[slot].get("finished")):
             table[slot] = record
@@ -121,7 +127,7 @@ def _row_order(slug: str | None) -> tuple[int, Fraction]:
     if not isinstance(slug, str) or not slug:  # unsupervised (None / NaN in a frame)
         return (0, Fraction(0))
     row = Row.parse(slug)
-    return ({"none": 0, "points": 1, "area": 2, "mixed": 3}[row.group], row.fraction)
+    return ({"none": 0, "points": 1, "area": 2, "mixed": 3, "real-only": 4}[row.group], row.fraction)
 
 
 def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
@@ -130,13 +136,16 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
     pu, ps = paper_unsupervised(), paper_supervised()
     groups: dict[tuple, list[dict]] = {}
     for r in ok:
-        groups.setdefault((r.get("profile"), r["method"], r["modality"], r.get("row")), []).append(r)
+        groups.setdefault((r.get("profile"), r["method"], r["modality"], r.get("row"), _contamination(r)), []).append(r)
     multi_profile = len({k[0] for k in groups}) > 1
     rows = []
-    for (profile, method, modality, row_slug), recs in groups.items():
+    for (profile, method, modality, row_slug, contamination), recs in groups.items():
         supervised = method in SUPERVISED_METHODS or row_slug is not None
         columns = SUP_COLUMNS if supervised else UNSUP_COLUMNS
         name = PAPER_NAMES.get(method, method) + (f" [{profile}]" if multi_profile else "")
+        name += f" (contamination {contamination:g})" if contamination else ""
+        marks = procedure.row_marks(recs)  # ‡: not the paper's procedure (no Δ); °: generated textures
+        name += marks
         out = {
             "table": "supervised" if supervised else "unsupervised",
             "modality": modality,
@@ -144,8 +153,10 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             "method_id": method,
             "profile": profile,
             "row": row_slug,
+            "contamination": contamination,
             "seeds": len(recs),
             "seed_list": " ".join(str(s) for s in sorted(r["seed"] for r in recs)),
+            "procedure": procedure.row_procedure(recs),
         }
         paper_row = None
         if supervised and row_slug:
@@ -159,14 +170,20 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         elif method in PAPER_NAMES:
             match = pu[(pu.modality == modality) & (pu.method == PAPER_NAMES[method])]
             paper_row = match.iloc[0] if len(match) else None
+        out["data"], out["data_root"] = provenance.data_kind(recs), ";".join(provenance.data_roots(recs))
+        if not provenance.comparable(out["data"]):
+            paper_row = None  # Δ to the paper only for runs on ISP-AD (sweep/provenance.py)
+            out.pop("n_real_paper", None)
         for col in columns:
             values = [v * col.scale for v in (_value(r, col.source) for r in recs) if v is not None]
             mean = float(np.mean(values)) if values else None
             std = float(np.std(values, ddof=1)) if len(values) > 1 else None
             paper = float(paper_row[col.paper]) if paper_row is not None and col.paper else None
             out[f"{col.name}_mean"], out[f"{col.name}_std"] = mean, std
+            out[f"{col.name}_lower"], out[f"{col.name}_upper"] = stats.interval(recs, col.source, col.scale)
             out[f"{col.name}_paper"] = paper
-            out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None else None
+            comparable = procedure.MARK_PROCEDURE not in marks
+            out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None and comparable else None
         rows.append(out)
     df = pd.DataFrame(rows)
     if len(df):
@@ -175,13 +192,24 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             (t != "unsupervised", mod_order.get(m, 9), _method_order(mid), _row_order(r))
             for t, m, mid, r in zip(df.table, df.modality, df.method_id, df.row)
         ]
+        df["_k"] = [(*k, c) for k, c in zip(df["_k"], df.contamination)]
         df = df.sort_values("_k").drop(columns="_k").reset_index(drop=True)
+        df = catalog.rank_beyond_paper(df)  # models beyond the paper's: by MCC, after the paper's
         df["best"] = False
         for _, idx in df.groupby(["table", "modality", "profile"], dropna=False).groups.items():
             mcc = df.loc[idx, "mcc_mean"].astype(float)
             if mcc.notna().any():  # ties: every row at the maximum is bold
                 df.loc[mcc.index[np.isclose(mcc, mcc.max(), rtol=0, atol=1e-12)], "best"] = True
+        df = stats.add_significance(df, lambda row: groups[(row.profile, row.method_id, row.modality,
+                                                            row.row if isinstance(row.row, str) else None,
+                                                            row.contamination)])
     return df, failed
+
+
+def _contamination(record: dict) -> float:
+    """``data.init_args.train_contamination`` of a record's config (0 when absent)."""
+    data = ((record.get("config") or {}).get("data") or {}).get("init_args") or {}
+    return float(data.get("train_contamination") or 0.0)
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -198,11 +226,16 @@ def _cell(row: pd.Series, col: Column, pm: str) -> str:
     text = _num(mean, col.digits)
     if std is not None and not (isinstance(std, float) and math.isnan(std)):
         text += f" {pm} {_num(std, col.digits if col.digits else 1)}"
-    return text
+    lower, upper = row.get(f"{col.name}_lower"), row.get(f"{col.name}_upper")
+    if lower is not None and upper is not None and not (math.isnan(lower) or math.isnan(upper)):
+        text += stats.interval_text(lower, upper, col.digits)
+    return text + str(row.get(f"{col.name}_mark") or "")
 
 
 def _table_rows(df: pd.DataFrame, columns, pm: str, delta: str) -> tuple[list[str], list[list[str]], list[bool]]:
     supervised = df.table.iloc[0] == "supervised"
+    if "data" in df and not any(provenance.comparable(k) for k in df["data"]):
+        columns = [replace(c, paper=None) for c in columns]  # no Δ columns off ISP-AD
     header = (["Method", "Group", "#Real", "Fraction"] if supervised else ["Method"]) + ["n"]
     for col in columns:
         header.append(col.header)
@@ -233,7 +266,8 @@ def _tables(df: pd.DataFrame):
             sub = part[part.modality == modality]
             number = (UNSUP_TABLE if table == "unsupervised" else SUP_TABLE).get(modality)
             ref = f"paper Table {number}" if number else "no table in the paper"
-            yield f"{modality}: {table} ({ref})", sub, columns
+            note = provenance.title_note(sub["data"], sub["data_root"]) if "data" in sub else ""
+            yield f"{modality}: {table} ({ref}){note}", sub, columns
 
 
 def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
@@ -243,14 +277,22 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
         "Mean ± sample std over seeds (n); Δ = ours − paper (percentage points for %); "
         "best row per table by MCC in **bold**. Image threshold: F1-optimal on the test set (§4.3.6).",
         "",
+        stats.LEGEND,
+        "",
     ]
     for title, sub, columns in _tables(df):
         header, body, bold = _table_rows(sub, columns, "±", "Δ")
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for cells, b in zip(body, bold):
+        lines += [f"## {title}", ""]
+        if "data" in sub and not any(provenance.comparable(k) for k in sub["data"]):
+            lines += [provenance.no_delta_reason(sub["data"]), ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        sep = catalog.separator_at(list(sub.method_id), sub.table.iloc[0])
+        for i, (cells, b) in enumerate(zip(body, bold)):
+            if i == sep:
+                lines.append("| " + " | ".join([catalog.BEYOND_LABEL] + [""] * (len(header) - 1)) + " |")
             cells = [f"**{c}**" if b and c not in ("", "–") else c for c in cells]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *procedure.table_notes(sub), ""]
     if failed:
         lines += ["## Failed jobs", "", "| Method | Modality | Row | Seed | Error | Folder |", "|---|---|---|---|---|---|"]
         for r in failed:
@@ -269,7 +311,7 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
 def _tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("&", r"\&"), ("_", r"\_"), ("#", r"\#")):
         text = text.replace(a, b)
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace("†", r"$^\dagger$").replace("°", r"$^\circ$")
 
 
 def to_latex(df: pd.DataFrame) -> str:
@@ -279,14 +321,18 @@ def to_latex(df: pd.DataFrame) -> str:
         out += [
             r"\begin{table}[t]",
             r"\centering",
-            rf"\caption{{{_tex_escape(title)}. Mean $\pm$ std over seeds; $\Delta$ = ours $-$ paper.}}",
+            rf"\caption{{{_tex_escape(title)}. Mean $\pm$ std over seeds [95\% bootstrap interval]; $\Delta$ = ours "
+            r"$-$ paper; $^\dagger$: not significantly different from the best row.}",
             r"\resizebox{\linewidth}{!}{%",
             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
             r"\toprule",
             " & ".join(_tex_escape(h) for h in header) + r" \\",
             r"\midrule",
         ]
-        for cells, b in zip(body, bold):
+        sep = catalog.separator_at(list(sub.method_id), sub.table.iloc[0])
+        for i, (cells, b) in enumerate(zip(body, bold)):
+            if i == sep:
+                out.append(r"\midrule")
             cells = [_tex_escape(c) for c in cells]
             if b:
                 cells = [rf"\textbf{{{c}}}" for c in cells]
@@ -360,4 +406,12 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
 
         for name, path in write_figures(runs_dir, out_dir / "figures").items():
             paths[name] = path
+        from ispad_bench.sweep.contamination import contamination_figure
+
+        if (path := contamination_figure(df, out_dir / "figures" / "contamination.png")) is not None:
+            paths["contamination"] = path
+    from ispad_bench.sweep.html import to_html
+
+    paths["html"] = out_dir / "report.html"
+    records.atomic_write_bytes(paths["html"], to_html(df, failed, paths).encode())
     return paths

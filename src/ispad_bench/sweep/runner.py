@@ -4,7 +4,7 @@ Layout of a sweep folder::
 
     <out>/sweep.json                                  the grid of the last invocation
     <out>/<method>/<modality>/<row->s<seed>-<key>/    one folder per job (key = resolved config hash)
-        job.json  log.txt  record.json  predictions.npz  anomalib/...
+        job.json  config.yaml  log.txt  record.json  predictions.npz  anomalib/...
 
 Resume rule: a job whose ``record.json`` says ``"status": "ok"`` with the same key is skipped;
 anything else (no record, a failure record, a killed attempt) is run again.
@@ -19,11 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 
 from ispad_bench.sweep import records
 from ispad_bench.sweep.executors import SERVER_DIED, Outcome, Task
 from ispad_bench.sweep.grid import Job
+
+CONFIG = "config.yaml"  # the job's resolved config (``anomalib train --config`` reruns it)
 
 
 INTERRUPTED = -1001  # pseudo return code: the attempt died with an earlier sweep (no process to ask)
@@ -75,6 +78,7 @@ def run_jobs(
     profile: str = "",
     maps_per_group: int = 2,
     console: Console | None = None,
+    save_images: bool = False,
 ) -> SweepSummary:
     """Run every unfinished job of ``jobs`` (resolved) with ``executor``; never raises for a job failure."""
     console = console or Console(stderr=True)
@@ -107,11 +111,14 @@ def run_jobs(
             "args": list(job.args),
             "job_dir": str(job_dir),
             "maps_per_group": maps_per_group,
+            "save_images": save_images,  # Anomalib's per-image visualisations (off by default)
             "attempt": attempt,
             "attempt_id": uuid.uuid4().hex,
         }
         spec_path = job_dir / records.SPEC
         records.write_json(spec_path, spec)
+        if job.config is not None:  # the resolved config: `anomalib train --config <job>/config.yaml` reruns it
+            records.atomic_write_bytes(job_dir / CONFIG, yaml.safe_dump(job.config, sort_keys=False).encode())
         tasks.append(Task(len(tasks) + 1, spec, spec_path, job_dir / records.LOG, job.label()))
 
     n = len(tasks)

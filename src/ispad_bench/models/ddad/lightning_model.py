@@ -9,6 +9,10 @@ one optimiser each; the step counters are buffers, so Lightning checkpoints (sav
 epoch end) carry the phase and a resumed run continues where it stopped. The current phase is
 logged as ``phase`` (1 or 2) in the progress bar, and each transition is printed.
 
+With ``test_checkpoint: N`` the UNet weights after N steps (or epochs) of phase 1 are kept and put
+back when phase 1 ends, so domain adaptation and test use them, as the official ``main.py`` does with
+``load_chp`` (it trains ``epochs: 3000``, saves every 250 epochs and tests checkpoint 2000).
+
 Validation is switched off (``limit_val_batches: 0``): DDAD trains for a fixed budget and never
 selects a model, and a validation pass costs as much as a test pass.
 """
@@ -57,6 +61,8 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
         diffusion_steps: phase-1 length (paper: 3000 steps, §4.3.6); 0 skips phase 1.
         diffusion_unit: ``steps`` (paper wording, default) or ``epochs``: the official ``train.py``
             runs ``epochs: 3000`` passes over the training set (~62 steps each at 500 images, batch 8).
+        test_checkpoint: phase-1 length (in ``diffusion_unit``) whose UNet weights are adapted and tested;
+            ``None`` = the last (official ``load_chp``: 2000 of 3000 epochs).
         lr: UNet learning rate (paper: 5e-5 ... 1e-4; official 3e-4).
         weight_decay: UNet Adam weight decay (official 0.05).
         trajectory_steps, beta_start, beta_end: DDPM schedule (official 1000, 1e-4, 0.02).
@@ -90,6 +96,7 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
         download: bool = False,
         diffusion_steps: int = 3000,
         diffusion_unit: str = "steps",
+        test_checkpoint: int | None = None,
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         trajectory_steps: int = 1000,
@@ -132,6 +139,9 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
             raise ValueError(f"diffusion_steps and da_epochs must be >= 0, got {diffusion_steps}, {da_epochs}")
         if diffusion_unit not in ("steps", "epochs"):
             raise ValueError(f"DDAD diffusion_unit must be 'steps' or 'epochs', got {diffusion_unit!r}")
+        if test_checkpoint is not None and not 0 < int(test_checkpoint) <= diffusion_steps:
+            msg = f"DDAD test_checkpoint must be in 1..diffusion_steps ({diffusion_steps}), got {test_checkpoint}"
+            raise ValueError(msg)
         model_args = dict(
             image_size=image_size, in_channels=in_channels, base_channels=unet_base_channels, heads=unet_heads,
             dropout=unet_dropout, attention_resolutions=unet_attention_resolutions,
@@ -150,6 +160,9 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
             self.model.feature_extractor.load_backbone_state(_load_state(feature_checkpoint))
         self.diffusion_steps, self.da_epochs = int(diffusion_steps), int(da_epochs)
         self.diffusion_unit = diffusion_unit
+        self.test_checkpoint = None if test_checkpoint is None else int(test_checkpoint)
+        self._checkpoint_step = 0  # optimiser step of test_checkpoint; set at train start
+        self._unet_snapshot: dict[str, torch.Tensor] | None = None
         self._diffusion_total = self.diffusion_steps  # optimiser steps; set per epoch count at train start
         self.lr, self.weight_decay = lr, weight_decay
         self.da_lr, self.da_weight_decay = da_lr, da_weight_decay
@@ -200,8 +213,9 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
     def on_train_start(self) -> None:
         batches = int(self.trainer.num_training_batches)
         self._da_total = self.da_epochs * batches
-        if self.diffusion_unit == "epochs":
-            self._diffusion_total = self.diffusion_steps * batches
+        per_unit = batches if self.diffusion_unit == "epochs" else 1
+        self._diffusion_total = self.diffusion_steps * per_unit
+        self._checkpoint_step = (self.test_checkpoint or 0) * per_unit
         done_1, done_2 = int(self.diffusion_steps_done), int(self.da_steps_done)
         self.print(
             f"DDAD phase 1/2: diffusion training, {done_1}/{self._diffusion_total} steps done; "
@@ -227,7 +241,13 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
             self.diffusion_steps_done += 1
             self.log("train_loss", loss, prog_bar=True)
             self.log("phase", 1.0, prog_bar=True)
+            if int(self.diffusion_steps_done) == self._checkpoint_step < self._diffusion_total:
+                self._unet_snapshot = {k: v.detach().cpu().clone() for k, v in self.model.unet.state_dict().items()}
+                self.print(f"DDAD: UNet weights after {self.test_checkpoint} {self.diffusion_unit} kept for test")
             if int(self.diffusion_steps_done) == self._diffusion_total:
+                if self._unet_snapshot is not None:  # official load_chp: adapt and test the kept weights
+                    self.model.unet.load_state_dict(self._unet_snapshot)
+                    self.print(f"DDAD: UNet of {self.test_checkpoint} {self.diffusion_unit} restored")
                 self.print(f"DDAD phase 1 done ({self._diffusion_total} diffusion steps); phase 2: domain "
                            f"adaptation, {self.da_epochs} epochs from the next epoch on")
                 self._save_phase_checkpoint(1)
@@ -250,6 +270,18 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
                 self._save_phase_checkpoint(2)
                 self._phase2_saved = True
             self.trainer.should_stop = True
+
+    def procedure(self) -> dict[str, Any]:
+        """Phase-1 length and which UNet weights were tested, for the run's record (``sweep/procedure.py``)."""
+        tested = self.test_checkpoint or self.diffusion_steps
+        restored = self._unet_snapshot is not None or tested == self.diffusion_steps
+        return {
+            "diffusion_unit": self.diffusion_unit, "diffusion_length": self.diffusion_steps,
+            "diffusion_optimizer_steps": int(self.diffusion_steps_done), "test_checkpoint": tested,
+            "tested": f"UNet after {tested} of {self.diffusion_steps} {self.diffusion_unit}"
+                      + ("" if restored else " (NOT restored: phase 1 did not reach the checkpoint in this process)"),
+            "da_epochs": self.da_epochs,
+        }
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def _save_phase_checkpoint(self, phase: int) -> None:

@@ -323,4 +323,6 @@ class DdadModel(nn.Module):
         recon = self.reconstruct(x, x, self.w, generators=self.eval_generators(x.shape[0]))
         with torch.no_grad():
             amap = center_crop(self.anomaly_map(recon, x), self.map_crop)
+        # [0, 1] reconstruction of the last batch, cropped like the map (Fig. 6-style figures read it)
+        self.last_reconstruction = center_crop((recon.detach() + 1) / 2, self.map_crop).clamp(0, 1)
         return InferenceBatch(pred_score=amap.amax(dim=(1, 2, 3)), anomaly_map=amap)

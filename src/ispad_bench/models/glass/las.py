@@ -71,7 +71,8 @@ def perlin_threshold(
     res_x = 2 ** int(torch.randint(min_scale, max_scale, (1,), generator=generator))
     noise = perlin_noise(height, width, res_y, res_x, generator)
     angle = _uniform(generator, -90.0, 90.0)
-    noise = TF.rotate(noise[None], angle, interpolation=InterpolationMode.BILINEAR, fill=0.0)[0]
+    # imgaug's Affine(rotate=a) turns clockwise, torchvision's rotate(a) counter-clockwise: negate
+    noise = TF.rotate(noise[None], -angle, interpolation=InterpolationMode.BILINEAR, fill=0.0)[0]
     return (noise > threshold).float()
 
 

@@ -4,7 +4,10 @@ Differences to Anomalib's ``Glass`` (why this class exists): the official local 
 (:mod:`.las`), a texture source that never downloads (:mod:`.textures`), torchvision-equivalent
 WideResNet-50-2 weights (timm ``wide_resnet50_2.tv_in1k``; timm's default tag is ``racm_in1k``) checked
 before anything is built, a frozen backbone also with ``pre_trained=False`` (Anomalib crashes there),
-the official 392-sample epoch cap, and the feature centre computed only when GAS needs it (hypersphere).
+the official 392-sample epoch cap, the feature centre computed only when GAS needs it (hypersphere), and
+the official model selection (best image + pixel AUROC evaluation is tested, :mod:`..selection`) or, with
+``selection: early_stopping``, Anomalib's engine rule (stop after ``patience`` evaluations without a better
+pixel AUROC, test the last epoch).
 """
 
 from __future__ import annotations
@@ -20,16 +23,19 @@ from anomalib.models.image.glass.lightning_model import Glass
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import optim
 from torchvision.transforms.v2 import Compose, Normalize
 
 from ispad_bench.models.args import check
 from ispad_bench.models.offline_timm import deferred_backbone_context
+from ispad_bench.models.selection import BestSumSelection
 from ispad_bench.models.weights import RaiseMissingWeightsAtSetup
 
 from .las import LocalAnomalySynthesis
-from .textures import texture_source
+from .textures import source_name, texture_source
 from .torch_model import GlassISPADModel
 
 class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
@@ -50,9 +56,19 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
             (20, 0.015, 0.75, 0.5, True).
         limit: training samples per epoch: an epoch stops once more than ``limit`` samples were used
             (official ``--limit 392``: 50 batches of 8).
-        texture_dir: local DTD-layout folder (``images/<category>/*.jpg``); ``None`` → generated textures.
+        texture_dir: local DTD-layout folder (``images/<category>/*.jpg``, ``ispad-bench data textures``);
+            ``None`` → generated textures.
+        texture_fallback: a ``texture_dir`` without textures gives generated ones with a warning (default)
+            instead of an error. The record of a run says which source was used.
         texture_augmentations, beta_mean, beta_std: LAS constants (3, 0.5, 0.1).
         seed: seed of every LAS draw (mask, texture, augmentation, β).
+        selection: ``"official"`` (cqylunlun/GLASS ``trainer``/``tester``: evaluate every ``eval_epochs``
+            meta-epochs, test the weights of the highest image + pixel AUROC, first on ties) or
+            ``"early_stopping"`` (engine rule: stop after ``patience`` evaluations without a higher pixel
+            AUROC and test the last epoch; both need the evaluator to log the AUROCs in validation).
+        eval_epochs: meta-epochs between evaluations (official ``--eval_epochs 1``); sets the trainer's
+            ``check_val_every_n_epoch``.
+        patience: evaluations without improvement before ``early_stopping`` stops (§4.3.5: 30).
     """
 
     def __init__(
@@ -78,10 +94,14 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         mining: bool = True,
         limit: int = 392,
         texture_dir: str | None = None,
+        texture_fallback: bool = True,
         texture_augmentations: int = 3,
         beta_mean: float = 0.5,
         beta_std: float = 0.1,
         seed: int = 0,
+        selection: str = "official",
+        eval_epochs: int = 1,
+        patience: int = 30,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -103,7 +123,11 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         super().__init__(
             pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )
-        textures = texture_source(texture_dir, seed=seed)  # fails now, not mid-training, on a bad folder
+        if selection not in ("official", "early_stopping"):
+            raise ValueError(f"GLASS selection must be 'official' or 'early_stopping', got {selection!r}")
+        if eval_epochs < 1 or patience < 1:
+            raise ValueError(f"GLASS eval_epochs and patience must be >= 1, got {eval_epochs}, {patience}")
+        textures = texture_source(texture_dir, seed=seed, fallback=texture_fallback)  # checked now, not mid-training
         mean, std = _normalisation(self.pre_processor)
         backbones, missing = deferred_backbone_context([backbone], f"GLASS backbone {backbone}", pre_trained, download)
         with backbones:
@@ -136,6 +160,35 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         self.limit = limit
         self._epoch_samples = 0
         self.automatic_optimization = False
+        self.selection, self.eval_epochs, self.patience = selection, int(eval_epochs), int(patience)
+        self.texture_source = source_name(textures)
+        self.texture_dir = str(getattr(textures, "root", "")) or None
+        self.selector = BestSumSelection(modules=self._trained_modules()) if selection == "official" else None
+
+    def _trained_modules(self) -> list[str]:
+        """The weights GLASS trains (official ``state_dict``: discriminator, pre-projection)."""
+        return ["model.discriminator"] + (["model.projection"] if self.model.pre_projection > 0 else [])
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Anomalib's callbacks plus the selection rule: official best-sum selection or early stopping."""
+        callbacks = list(super().configure_callbacks())
+        if self.selector is not None:
+            callbacks.append(self.selector)
+        else:
+            callbacks.append(EarlyStopping(monitor="pixel_AUROC", mode="max", patience=self.patience,
+                                           check_on_train_epoch_end=False))
+        return callbacks
+
+    def procedure(self) -> dict[str, Any]:
+        """How the tested weights were chosen, for the run's record (``sweep/procedure.py``)."""
+        info: dict[str, Any] = {"selection": self.selection, "eval_epochs": self.eval_epochs,
+                                "texture_source": self.texture_source, "texture_dir": self.texture_dir}
+        if self.selector is not None:
+            info.update(self.selector.summary())
+            info["tested"] = f"epoch {self.selector.best_epoch} (selected)" if self.selector.restored else "last epoch"
+        else:
+            info.update(rule=f"early stopping on pixel_AUROC, patience {self.patience}", tested="last epoch")
+        return info
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
@@ -192,8 +245,8 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """No gradient clipping (manual optimisation) and no sanity validation."""
-        return {"gradient_clip_val": 0, "num_sanity_val_steps": 0}
+        """No gradient clipping (manual optimisation), no sanity validation, an evaluation every ``eval_epochs``."""
+        return {"gradient_clip_val": 0, "num_sanity_val_steps": 0, "check_val_every_n_epoch": self.eval_epochs}
 
     @property
     def learning_type(self) -> LearningType:

@@ -10,6 +10,7 @@ scratches) deterministically from ``(seed, index)``, so training needs no auxili
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -177,6 +178,26 @@ def _colourise(field: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def texture_source(texture_dir: str | Path | None, seed: int = 0) -> FolderTextures | ProceduralTextures:
-    """Folder textures when ``texture_dir`` is given, else generated ones (never a download)."""
-    return FolderTextures(texture_dir) if texture_dir else ProceduralTextures(seed=seed)
+def texture_source(
+    texture_dir: str | Path | None, seed: int = 0, fallback: bool = False
+) -> FolderTextures | ProceduralTextures:
+    """Folder textures when ``texture_dir`` is given, else generated ones (never a download).
+
+    ``fallback=True``: a ``texture_dir`` that is absent or holds no textures gives generated textures
+    with a warning (configs name the default DTD place, ``ispad-bench data textures`` fills it).
+    """
+    if not texture_dir:
+        return ProceduralTextures(seed=seed)
+    try:
+        return FolderTextures(texture_dir)
+    except FileNotFoundError as err:
+        if not fallback:
+            raise
+        warnings.warn(f"{err}; using generated textures instead (get DTD with `ispad-bench data textures "
+                      f"--root {texture_dir}`)", RuntimeWarning, stacklevel=2)
+        return ProceduralTextures(seed=seed)
+
+
+def source_name(textures: FolderTextures | ProceduralTextures) -> str:
+    """``"dtd"`` for folder textures, ``"generated"`` otherwise (recorded with every GLASS run)."""
+    return "dtd" if isinstance(textures, FolderTextures) else "generated"

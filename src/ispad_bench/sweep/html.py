@@ -1,0 +1,74 @@
+"""``report.html``: one self-contained page (no network, no external files) with every table of
+``tables.md``, the figures embedded as PNG data URIs, and a short "how to read this" header."""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from ispad_bench.sweep import stats
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
+.wrap{overflow-x:auto}table{border-collapse:collapse;font-size:.82em;margin:.5em 0 1em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right;white-space:nowrap}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+tr.best td{font-weight:bold;background:#f5fbf2}
+.howto{background:#f7f7fb;border-left:4px solid #88a;padding:.6em 1em;font-size:.9em}
+figure{display:inline-block;margin:.5em}figure img{max-width:680px;border:1px solid #ddd}
+figcaption{font-size:.8em;color:#555}
+"""
+
+
+def _table(header: list[str], body: list[list[str]], bold: list[bool]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = []
+    for cells, b in zip(body, bold):
+        tds = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+        rows.append(f'<tr class="best">{tds}</tr>' if b else f"<tr>{tds}</tr>")
+    return f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _figure(name: str, path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>")
+
+
+def to_html(df: pd.DataFrame, failed: list[dict], paths: dict[str, Path]) -> str:
+    """The page; ``paths``: what ``write_report`` wrote so far (PNG figures are embedded)."""
+    from ispad_bench.sweep.report import _tables, _table_rows
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>ISP-AD benchmark results</title>',
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>ISP-AD benchmark results</h1>",
+        '<div class="howto"><b>How to read this.</b> '
+        "Δ = ours − paper (percentage points for %). The image threshold of the plain columns is the paper's: "
+        "F1-optimal on the test set itself (§4.3.6), an oracle. "
+        + html.escape(stats.LEGEND.replace("**bold**", "bold")) + "</div>",
+    ]
+    for title, sub, columns in _tables(df):
+        header, body, bold = _table_rows(sub, columns, "±", "Δ")
+        parts += [f"<h2>{html.escape(title)}</h2>", _table(header, body, bold)]
+    if failed:
+        header = ["Method", "Modality", "Row", "Seed", "Error", "Folder"]
+        body = [[str(r.get("method")), str(r.get("modality")), str(r.get("row") or ""), str(r.get("seed")),
+                 f"{(r.get('error') or {}).get('kind')}: {str((r.get('error') or {}).get('message', ''))[:160]}",
+                 str(r.get("_dir"))] for r in failed]
+        parts += ["<h2>Failed jobs</h2>", _table(header, body, [False] * len(body))]
+    if not len(df) and not failed:
+        parts.append("<p>No records found.</p>")
+    figures = [(n, p) for n, p in paths.items() if str(p).endswith(".png") and Path(p).is_file()]
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts += [_figure(n, p) for n, p in figures]
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    parts.append(f'<p style="color:#888;font-size:.75em">written by ispad-bench report, {stamp}</p></body></html>')
+    return "\n".join(parts)

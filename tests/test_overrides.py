@@ -1,0 +1,64 @@
+"""Sweep overrides: a global key goes to the methods whose config accepts it and is skipped, with a
+note, for the others; a key no method accepts is an error; ``--<method>.key`` / ``--override``
+scope one to a method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ispad_bench.cli import main
+from ispad_bench.sweep.overrides import Override, for_sweep, parse_tokens
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+METHODS = {"efficient_ad", "uflow", "glass", "ddad", "supervised"}
+
+
+def test_tokens_global_scoped_and_explicit():
+    tokens = ["--data.init_args.train_split", "full", "--trainer.max_epochs=3", "--glass.model.init_args.lr", "1e-4"]
+    assert parse_tokens(tokens, ["ddad:model.init_args.image_size=64"], METHODS) == [
+        Override("data.init_args.train_split", "full"),
+        Override("trainer.max_epochs", "3"),
+        Override("model.init_args.lr", "1e-4", "glass"),
+        Override("model.init_args.image_size", "64", "ddad"),
+    ]
+    with pytest.raises(ValueError, match="expected METHOD:KEY=VALUE"):
+        parse_tokens([], ["glass-model.init_args.lr"], METHODS)
+    with pytest.raises(ValueError, match="no method 'patchcore' in this sweep"):
+        parse_tokens([], ["patchcore:model.init_args.lr=1"], METHODS)
+
+
+def test_global_override_fits_each_method():
+    plan = for_sweep(CONFIGS, None, ["ASM"], ["--data.init_args.train_split", "full", "--trainer.max_epochs=2"], None)
+    for method in ("efficient_ad", "uflow", "glass", "ddad"):
+        assert plan.args[method] == ["--data.init_args.train_split=full", "--trainer.max_epochs=2"]
+    assert plan.args["supervised"] == ["--trainer.max_epochs=2"]
+    assert plan.notes == ["supervised: skips --data.init_args.train_split=full (ISPADSupervised has no 'train_split')"]
+
+
+def test_scoped_override_reaches_one_method_only():
+    plan = for_sweep(CONFIGS, ["glass", "uflow"], ["LSM-1"], ["--glass.model.init_args.lr", "1e-4"], None)
+    assert plan.args == {"glass": ["--model.init_args.lr=1e-4"], "uflow": []} and plan.notes == []
+
+
+def test_key_no_method_accepts_is_an_error():
+    with pytest.raises(ValueError, match="no method of this sweep accepts 'data.init_args.trian_split'"):
+        for_sweep(CONFIGS, None, None, ["--data.init_args.trian_split", "full"], None)
+    with pytest.raises(ValueError, match="method uflow does not accept 'data.init_args.real_group'"):
+        for_sweep(CONFIGS, None, None, [], ["uflow:data.init_args.real_group=area"])
+    with pytest.raises(ValueError, match="method glass is not selected in this sweep"):
+        for_sweep(CONFIGS, ["uflow"], None, ["--glass.model.init_args.lr", "1e-4"], None)
+
+
+def test_sweep_cli_reports_skips_and_errors(tmp_path, capsys):
+    argv = ["sweep", "--methods", "uflow,supervised", "--profile", "smoke", "--dry-run", "--modalities", "ASM", "--configs", str(CONFIGS),
+            "--out", str(tmp_path)]
+    assert main([*argv, "--data.init_args.train_split", "full"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "supervised: skips --data.init_args.train_split=full (ISPADSupervised has no 'train_split')" in err
+    assert main([*argv, "--data.init_args.trian_split", "full"]) == 2
+    assert "no method of this sweep accepts 'data.init_args.trian_split'" in " ".join(capsys.readouterr().err.split())
+    assert main([*argv, "--trainer.max_epochz", "1"]) == 2  # not a model/data key: the parser's error
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(".yaml)") and not last.endswith(": 2")
