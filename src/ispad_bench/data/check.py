@@ -252,6 +252,7 @@ class _Scan:
             return  # the supervised part is optional (the unsupervised benchmark does not need it)
         labels: Counter[int] = Counter()
         unreadable = False
+        reported: set[str] = set()
         for path in hdf5_files(base):
             try:
                 if is_real_defect_file(path):
@@ -260,7 +261,9 @@ class _Scan:
                 with h5py.File(path, "r") as f:
                     values, counts = np.unique(f[layout.labels_key][()], return_counts=True)
             except StreamFormatError as err:
+                reported.add(_one_line(err))
                 self.add("hdf5", _one_line(err))
+                unreadable = True
                 continue
             except (OSError, KeyError, ValueError) as err:  # h5py: truncated, not HDF5, unreadable chunk
                 self.findings.append(_hdf5_problem(path, err))
@@ -276,12 +279,13 @@ class _Scan:
         pools: dict = {}
         try:
             pools = real_defect_pools(base)
-        except StreamFormatError as err:
-            self.add("hdf5", _one_line(err))
-        except OSError:
-            if not unreadable:
+        except (StreamFormatError, OSError) as err:
+            if not isinstance(err, StreamFormatError) and not unreadable:
                 raise
-            pools = {g: files for g, files in discover_real_defects(base).items() if files}  # already reported
+            if isinstance(err, StreamFormatError) and _one_line(err) not in reported:  # not the stream's own error
+                self.add("hdf5", _one_line(err))
+            if unreadable:  # a stream file is unreadable (reported above): count the real defects without it
+                pools = {g: files for g, files in discover_real_defects(base).items() if files}
         for group in GROUPS:
             self.counts[(mod.value, f"sup_real_{group}")] = len(pools[group]) if group in pools else 0
 
