@@ -30,7 +30,7 @@ def contamination_figure(df: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     from ispad_bench.sweep.figures import _save
-    from ispad_bench.sweep.report import PAPER_NAMES
+    from ispad_bench.sweep.runs import PAPER_NAMES
 
     modalities = list(dict.fromkeys(m for m, _, _ in swept.index))
     metrics = [(m, label) for m, label in METRICS if f"{m}_mean" in unsup and unsup[f"{m}_mean"].notna().any()]

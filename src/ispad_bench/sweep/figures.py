@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from ispad_bench.data.modality import Modality  # noqa: E402
 from ispad_bench.sweep import records  # noqa: E402
 from ispad_bench.sweep.figures_recon import reconstruction_grid  # noqa: E402
-from ispad_bench.sweep.report import PAPER_NAMES, _contamination, _method_order, _row_order, load_records  # noqa: E402
+from ispad_bench.sweep.runs import PAPER_NAMES, contamination_of, load_records, method_order, row_order  # noqa: E402
 
 MAX_COLUMNS = 6
 
@@ -38,7 +38,7 @@ def _predictions(record: dict) -> dict | None:
 
 def _label(record: dict) -> str:
     name = PAPER_NAMES.get(record["method"], record["method"])
-    name += f" (contamination {_contamination(record):g})" if _contamination(record) else ""
+    name += f" (contamination {contamination_of(record):g})" if contamination_of(record) else ""
     return f"{name} {record['row']}" if record.get("row") else name
 
 
@@ -186,7 +186,7 @@ def write_figures(runs_dir: Path, out_dir: Path) -> dict[str, Path]:
     for modality in dict.fromkeys(Modality.parse(r["modality"]).value for r in ok):
         recs = [r for r in ok if r["modality"] == modality]
         by_label: dict[str, list[dict]] = {}
-        for r in sorted(recs, key=lambda r: (_method_order(r["method"]), _row_order(r.get("row")))):
+        for r in sorted(recs, key=lambda r: (method_order(r["method"]), row_order(r.get("row")))):
             by_label.setdefault(_label(r), []).append(r)
         slug = Modality.parse(modality).slug
         unsup = {k: v for k, v in by_label.items() if not v[0].get("row")}

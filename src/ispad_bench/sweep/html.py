@@ -8,7 +8,6 @@ import html
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
 
 from ispad_bench.sweep import stats
 
@@ -40,10 +39,10 @@ def _figure(name: str, path: Path) -> str:
             f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
-def to_html(df: pd.DataFrame, failed: list[dict], paths: dict[str, Path]) -> str:
-    """The page; ``paths``: what ``write_report`` wrote so far (PNG figures are embedded)."""
-    from ispad_bench.sweep.report import _tables, _table_rows
-
+def to_html(tables: list[tuple[str, list[str], list[list[str]], list[bool]]], failed: list[dict],
+            paths: dict[str, Path]) -> str:
+    """The page from the report's rendered tables ``(title, header, body, bold)``; ``paths``: what
+    ``write_report`` wrote so far (PNG figures are embedded)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>ISP-AD benchmark results</title>',
@@ -54,8 +53,7 @@ def to_html(df: pd.DataFrame, failed: list[dict], paths: dict[str, Path]) -> str
         "F1-optimal on the test set itself (§4.3.6), an oracle. "
         + html.escape(stats.LEGEND.replace("**bold**", "bold")) + "</div>",
     ]
-    for title, sub, columns in _tables(df):
-        header, body, bold = _table_rows(sub, columns, "±", "Δ")
+    for title, header, body, bold in tables:
         parts += [f"<h2>{html.escape(title)}</h2>", _table(header, body, bold)]
     if failed:
         header = ["Method", "Modality", "Row", "Seed", "Error", "Folder"]
@@ -63,7 +61,7 @@ def to_html(df: pd.DataFrame, failed: list[dict], paths: dict[str, Path]) -> str
                  f"{(r.get('error') or {}).get('kind')}: {str((r.get('error') or {}).get('message', ''))[:160]}",
                  str(r.get("_dir"))] for r in failed]
         parts += ["<h2>Failed jobs</h2>", _table(header, body, [False] * len(body))]
-    if not len(df) and not failed:
+    if not tables and not failed:
         parts.append("<p>No records found.</p>")
     figures = [(n, p) for n, p in paths.items() if str(p).endswith(".png") and Path(p).is_file()]
     if figures:

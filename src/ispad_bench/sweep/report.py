@@ -19,9 +19,10 @@ import pandas as pd
 
 from ispad_bench.metrics.reference import load_paper_tables
 from ispad_bench.sweep import catalog, procedure, provenance, records, stats
-from ispad_bench.sweep.grid import PAPER_METHODS, SUPERVISED_METHODS, Row
+from ispad_bench.sweep.grid import SUPERVISED_METHODS, Row
+from ispad_bench.sweep.runs import PAPER_NAMES, contamination_of, load_records, method_order, row_order
 
-PAPER_NAMES = {"efficient_ad": "EfficientAD", "uflow": "U-Flow", "glass": "GLASS", "ddad": "DDAD", "supervised": "ResNet18"}
+
 UNSUP_TABLE = {"LSM-1": 4, "LSM-2": 5, "ASM": 6}
 SUP_TABLE = {"LSM-1": 2, "ASM": 3}  # the paper tabulates no supervised LSM-2 result (§5.2.1 text only)
 
@@ -103,40 +104,13 @@ def _n_real(record: dict) -> float | None:
     return 0.0 if record.get("row") == "none" else None
 
 
-def load_records(runs_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(successful records, failed records), one per (profile, method, modality, row, seed):
-    when a config changed between sweeps, the most recently finished run of that slot counts."""
-    latest: dict[tuple, dict] = {}
-    latest_failed: dict[tuple, dict] = {}
-    for record in records.iter_records(runs_dir):
-        slot = (*(record.get(k) for k in ("profile", "method", "modality", "row", "seed")), _contamination(record))
-        table = latest if record.get("status") == "ok" else latest_failed
-        if slot not in table or str(record.get("finished")) > str(table[slot].get("finished")):
-            table[slot] = record
-    # a failure counts unless a later run of the same slot succeeded (e.g. after a config fix)
-    failed = [r for slot, r in latest_failed.items()
-              if slot not in latest or str(r.get("finished")) > str(latest[slot].get("finished"))]
-    return list(latest.values()), failed
-
-
-def _method_order(method: str) -> tuple[int, str]:
-    return (PAPER_METHODS.index(method) if method in PAPER_METHODS else len(PAPER_METHODS), method)
-
-
-def _row_order(slug: str | None) -> tuple[int, Fraction]:
-    if not isinstance(slug, str) or not slug:  # unsupervised (None / NaN in a frame)
-        return (0, Fraction(0))
-    row = Row.parse(slug)
-    return ({"none": 0, "points": 1, "area": 2, "mixed": 3, "real-only": 4}[row.group], row.fraction)
-
-
 def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
     """Tidy summary: one row per (table, modality, method, row) with mean/std/paper/delta per column."""
     ok, failed = load_records(runs_dir)
     pu, ps = paper_unsupervised(), paper_supervised()
     groups: dict[tuple, list[dict]] = {}
     for r in ok:
-        groups.setdefault((r.get("profile"), r["method"], r["modality"], r.get("row"), _contamination(r)), []).append(r)
+        groups.setdefault((r.get("profile"), r["method"], r["modality"], r.get("row"), contamination_of(r)), []).append(r)
     multi_profile = len({k[0] for k in groups}) > 1
     rows = []
     for (profile, method, modality, row_slug, contamination), recs in groups.items():
@@ -189,7 +163,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
     if len(df):
         mod_order = {"LSM-1": 0, "LSM-2": 1, "ASM": 2}
         df["_k"] = [
-            (t != "unsupervised", mod_order.get(m, 9), _method_order(mid), _row_order(r))
+            (t != "unsupervised", mod_order.get(m, 9), method_order(mid), row_order(r))
             for t, m, mid, r in zip(df.table, df.modality, df.method_id, df.row)
         ]
         df["_k"] = [(*k, c) for k, c in zip(df["_k"], df.contamination)]
@@ -204,12 +178,6 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
                                                             row.row if isinstance(row.row, str) else None,
                                                             row.contamination)])
     return df, failed
-
-
-def _contamination(record: dict) -> float:
-    """``data.init_args.train_contamination`` of a record's config (0 when absent)."""
-    data = ((record.get("config") or {}).get("data") or {}).get("init_args") or {}
-    return float(data.get("train_contamination") or 0.0)
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -413,5 +381,6 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
     from ispad_bench.sweep.html import to_html
 
     paths["html"] = out_dir / "report.html"
-    records.atomic_write_bytes(paths["html"], to_html(df, failed, paths).encode())
+    tables = [(title, *_table_rows(sub, columns, "±", "Δ")) for title, sub, columns in _tables(df)]
+    records.atomic_write_bytes(paths["html"], to_html(tables, failed, paths).encode())
     return paths
