@@ -81,8 +81,9 @@ def _safe_name(key: str) -> str:
     return key
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in chunks (md5 for Zenodo records, sha256 for DTD and weights)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
@@ -120,11 +121,11 @@ def download_file(remote: RemoteFile, cache: Path, progress) -> Path:
     """Download and md5-verify one file into ``cache`` (resumed, one retry after a mismatch)."""
     name = _safe_name(remote.key)
     final, part = cache / name, cache / f"{name}.part"
-    if final.exists() and (remote.md5 is None or _md5(final) == remote.md5):
+    if final.exists() and (remote.md5 is None or file_digest(final) == remote.md5):
         return final
     for attempt in (1, 2):
         _fetch(remote, part, progress)
-        got = _md5(part)
+        got = file_digest(part)
         if remote.size is not None and part.stat().st_size != remote.size:
             size = part.stat().st_size
             part.unlink()

@@ -8,26 +8,17 @@ SHA-256 (the value Anomalib pins for its GLASS/DRAEM), and extracts it into ``ro
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
-from ispad_bench.data.download import CACHE_DIR, CHUNK, DownloadError, RemoteFile, download_file, extract
+from ispad_bench.data.download import CACHE_DIR, DownloadError, RemoteFile, download_file, extract, file_digest
 
 DTD_URL = "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz"
 # SHA-256 of dtd-r1.0.1.tar.gz as pinned by anomalib (DTD_DOWNLOAD_INFO of its GLASS and DRAEM models)
 DTD_SHA256 = "e42855a52a4950a3b59612834602aa253914755c95b0cff9ead6d07395f8e205"
 DONE_MARKER = "dtd.done"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def count_textures(root: Path) -> int:
@@ -42,7 +33,7 @@ def fetch_verified(url: str, digest: str, cache: Path, progress) -> Path:
     remote = RemoteFile(name, None, None, url)
     for attempt in (1, 2):
         path = download_file(remote, cache, progress)
-        got = sha256(path)
+        got = file_digest(path, "sha256")
         if got == digest:
             return path
         path.unlink()
@@ -96,4 +87,4 @@ def main_textures(root: str | Path, url: str = DTD_URL, digest: str = DTD_SHA256
     return 0
 
 
-__all__ = ["DTD_SHA256", "DTD_URL", "count_textures", "fetch_verified", "install", "main_textures", "sha256"]
+__all__ = ["DTD_SHA256", "DTD_URL", "count_textures", "fetch_verified", "install", "main_textures"]

@@ -12,7 +12,6 @@ Each need becomes a :class:`WeightFile` with the place the library's own cache l
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import os
 import re
@@ -240,19 +239,10 @@ def _switched_off(name: str, init_args: dict[str, Any]) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ fetch
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verify(path: Path, expected: str | None) -> None:
-    from ispad_bench.data.download import DownloadError
+    from ispad_bench.data.download import DownloadError, file_digest
 
-    if expected and not _sha256(path).startswith(expected):
-        got = _sha256(path)
+    if expected and not (got := file_digest(path, "sha256")).startswith(expected):
         path.unlink()
         raise DownloadError(f"{path.name}: sha256 mismatch (expected {expected}..., got {got}); the file was deleted")
 
