@@ -144,3 +144,20 @@ def test_weights_cli_and_sweep_preflight(server, caches, monkeypatch, capsys):
     assert "padim: ok (1/1 present)" in capsys.readouterr().out
     assert main(["weights", "check", "--methods", "padim,vlm_ad"]) == 2  # refused methods are named
     assert main(["weights", "check", "--methods", "padim"]) == 0
+
+
+def test_methods_listing_says_type_weights_random_switch_smoke_and_refusals(caches):
+    from ispad_bench.sweep import grid
+    from ispad_bench.sweep.methods_cli import rows
+
+    listed = {r["method"]: r for r in rows(grid.default_configs_dir(), "smoke",
+                                           only=["supervised", "glass", "patchcore", "stfpm", "vlm_ad", "ai_vad"])}
+    assert list(listed) == ["supervised", "glass", "patchcore", "stfpm", "vlm_ad", "ai_vad"]
+    assert listed["supervised"]["learning_type"] == "mixed_supervised"  # not the engine's one_class
+    glass = listed["glass"]
+    assert glass["source"] == "paper config" and glass["random_weights"] == "yes"
+    assert [(w["file"].split(":")[0], w["present"]) for w in glass["weights"]] == [("timm/wide_resnet50_2.tv_in1k", False)]
+    assert listed["patchcore"]["source"] == "anomalib" and listed["patchcore"]["epochs"] == "1"
+    assert listed["patchcore"]["smoke"] == "in profile" and listed["stfpm"]["smoke"] == "-"
+    assert listed["stfpm"]["random_weights"].startswith("no switch: needs")  # no pre_trained argument
+    assert "text prompts" in listed["vlm_ad"]["refused"] and "video" in listed["ai_vad"]["refused"]

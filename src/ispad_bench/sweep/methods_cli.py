@@ -81,8 +81,9 @@ def needs(cls: type, init_args: dict[str, Any]):
     return needed_files(cls, init_args)
 
 
-def rows(configs: Path, profile_name: str) -> list[dict[str, Any]]:
-    """One row per method: paper configs, then Anomalib image models, then refused models."""
+def rows(configs: Path, profile_name: str, only: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per method: paper configs, then Anomalib image models, then refused models
+    (``only``: just these names, in that order)."""
     from ispad_bench.sweep import catalog, grid
 
     configured = grid.method_configs(configs)
@@ -94,6 +95,8 @@ def rows(configs: Path, profile_name: str) -> list[dict[str, Any]]:
     names = grid.select_methods(configured, None)
     names += [n for n in catalog.anomalib_image_models() if n not in configured]
     names += [n for n in profile.include if catalog.is_class_path(n)] if profile else []
+    video = catalog.anomalib_video_models()
+    names = names if only is None else [n for n in only if n not in video]
     out = []
     for name in names:
         row: dict[str, Any] = {"method": name}
@@ -106,6 +109,8 @@ def rows(configs: Path, profile_name: str) -> list[dict[str, Any]]:
         row["source"] = "paper config" if name in configured else ("class path" if catalog.is_class_path(name) else "anomalib")
         row["class_path"] = catalog.class_path(cls)
         row["learning_type"] = catalog.learning_type(cls)
+        if name in grid.SUPERVISED_METHODS:  # Anomalib has no supervised learning type; the engine sees one_class
+            row["learning_type"] = "mixed_supervised"
         if reason:
             out.append({**row, "refused": reason})
             continue
@@ -124,7 +129,7 @@ def rows(configs: Path, profile_name: str) -> list[dict[str, Any]]:
             row["notes"] = catalog.protocol_notes(cls)
         row[profile_name] = "in profile" if name in in_profile else "-"
         out.append(row)
-    for name in catalog.anomalib_video_models():
+    for name in video if only is None else [n for n in only if n in video]:
         out.append({"method": name, "source": "anomalib (video)", "refused": catalog.VIDEO_REASON})
     return out
 
