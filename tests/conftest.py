@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -45,6 +47,24 @@ def no_network(monkeypatch):
     """Block every non-loopback connection and DNS lookup (tests must never download)."""
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
+
+
+@pytest.fixture
+def local_http():
+    """``serve(handler) -> "http://127.0.0.1:<port>"``: a threaded loopback server per call, shut at teardown
+    (the downloaders are tested against it, never the network)."""
+    servers = []
+
+    def serve(handler) -> str:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_port}"
+
+    yield serve
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.fixture

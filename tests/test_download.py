@@ -7,9 +7,8 @@ import io
 import json
 import re
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -60,14 +59,9 @@ class Zenodo(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server(local_http):
     Zenodo.files, Zenodo.legacy, Zenodo.corrupt, Zenodo.log = {}, set(), 0, []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Zenodo)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}/api/records"
-    httpd.shutdown()
-    httpd.server_close()
+    return local_http(Zenodo) + "/api/records"
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ import hashlib
 import io
 import re
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import torch
@@ -49,14 +48,9 @@ class Files(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server(local_http):
     Files.files, Files.log = {}, []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    return local_http(Files)
 
 
 def _archive(members: dict[str, bytes]) -> bytes:

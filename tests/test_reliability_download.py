@@ -7,9 +7,8 @@ import hashlib
 import io
 import json
 import os
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -38,13 +37,9 @@ class Record(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def api():
+def api(local_http):
     Record.entries, Record.files = [], {}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Record)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}/api/records"
-    httpd.shutdown()
-    httpd.server_close()
+    return local_http(Record) + "/api/records"
 
 
 def _serve(key: str, data: bytes, md5: bool = True, size: bool = True) -> None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from rich.progress import Progress
@@ -63,13 +62,9 @@ class Files(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server(local_http):
     Files.files, Files.log = {}, []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    return local_http(Files)
 
 
 @pytest.fixture
