@@ -52,7 +52,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "layout": (ERROR, "missing or empty folders"),
     "train_split": (ERROR, "no usable training split for the default train_split 'reduced'"),
     "unreadable": (ERROR, "unreadable or truncated images"),
-    "bit_depth": (ERROR, "images with a bit depth other than 8 (training would saturate them)"),
+    "bit_depth": (ERROR, "images with a bit depth other than 8 (16-bit is rescaled when read, others refused; the layout is 8-bit)"),
     "real_size": (ERROR, f"real-defect patches that are not {REAL_DEFECT_SIZE}x{REAL_DEFECT_SIZE}"),
     "mask_missing": (ERROR, "defect images without a mask, or masks without an image"),
     "mask_size": (ERROR, "masks whose size differs from their image's"),
