@@ -29,6 +29,7 @@ from ispad_bench.data.hdf5 import (
     is_real_defect_file,
     real_defect_pools,
 )
+from ispad_bench.data.images import MODE_BITS
 from ispad_bench.data.layout import (
     DEFECT_GROUPS,
     GOOD_DIR,
@@ -95,12 +96,9 @@ class _Result:
     size: tuple[int, int] | None = None  # (width, height)
 
 
-_BITS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, "YCbCr": 8, "I": 32, "F": 32}
-
-
 def bit_depth(mode: str) -> int:
-    """Bits per channel of a PIL mode (``I;16`` -> 16)."""
-    return 16 if mode.startswith("I;16") else _BITS.get(mode, 8)
+    """Bits per channel of a PIL mode (``I;16`` -> 16), from the loaders' table."""
+    return 16 if mode.startswith("I;16") else MODE_BITS.get(mode, 8)
 
 
 def _images(folder: Path) -> list[Path]:

@@ -16,8 +16,11 @@ import numpy as np
 
 from ispad_bench.errors import InputError
 
-_SCALE = {"1": 1.0, "L": 255.0, "P": 255.0, "RGB": 255.0, "RGBA": 255.0, "LA": 255.0,
-          "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
+# bits per channel of PIL's modes (``data check`` reports depths other than 8 from the same table)
+MODE_BITS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, "YCbCr": 8, "I": 32, "F": 32,
+             "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16}
+# the modes the loaders read, with their full-scale value (a 16-bit PNG: value / 65535)
+_SCALE = {m: 2.0 ** MODE_BITS[m] - 1 for m in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "I;16B", "I;16L", "I;16N")}
 
 
 class ImageReadError(InputError, OSError):
