@@ -9,13 +9,13 @@ DATA ?= datasets/ispad-synth
 # demo dataset size: 40 patches per split keeps `make demo` to minutes on 2 cores (200: ~30 min)
 PATCHES ?= 40
 PYTEST_ARGS ?=
-# CI smoke sweep (issue 7): every method x modality on a 20-patch generated set (git-ignored folders).
+# CI smoke sweep: every method x modality on a 20-patch generated set (git-ignored folders).
 SMOKE_DATA ?= datasets/ispad-smoke20
 SMOKE_OUT ?= results/runs/smoke-ci
 # `make test SMOKE=0`: pytest only
 SMOKE ?= 1
 
-.PHONY: install test test-slow smoke demo clean
+.PHONY: install test lint test-slow smoke demo clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
+	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	test "$(SMOKE)" = 0 || $(MAKE) --no-print-directory smoke
 
@@ -40,6 +41,9 @@ smoke: install
 	$(BIN)/ispad-bench sweep --all --profile smoke --data-root $(SMOKE_DATA) --out $(SMOKE_OUT) || rc=$$?; \
 	echo "smoke sweep: wall time $$(( $$(date +%s) - start )) s, exit code $$rc ($(SMOKE_OUT)/tables.md)"; \
 	exit $$rc
+
+lint: install
+	$(BIN)/ruff check src tests
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
-"""Every runnable Anomalib image model end to end on a generated ISP-AD set, at tiny sizes (issue 15).
+"""Every runnable Anomalib image model end to end on a generated ISP-AD set, at tiny sizes.
 
 Each model runs as a sweep job (own process: fit + test through the harness's evaluator) with the
-smoke profile's trainer settings (one epoch, 2 training batches, CPU) and :func:`ispad_bench.sweep.tiny.tiny`
+smoke profile's trainer settings (one epoch, 2 training batches, CPU) and :func:`ispad_bench.testing.tiny`
 (random weights, 64 px, batches of 4). Reports per model: status (ok / failed with the error),
 seconds per training step (fit wall time / steps: includes the setup and, for trained models, one
 validation pass, so an upper bound) and test images per second (the model's forward + post-processing).
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     models = args.models.split(",") if args.models else catalog.runnable_anomalib_models()
-    from ispad_bench.sweep.tiny import run_all
+    from ispad_bench.testing import run_all
 
     results = run_all(models, args.data_root, args.out, args.modality, args.timeout)
     print("| model | run as | status | s / training step | test images / s |")

@@ -10,7 +10,7 @@ image scores = map maxima), then:
 * exactness: ``bootstrap`` with one resample of identity weights against ``evaluate``.
 
 Usage: ``python benchmarks/bootstrap_speed.py [--n-images 1990] [--defective 74] [--size 256]
-[--resamples 1000] [--naive 3]``. Targets of issue 13 (full size, 2 cores): pixel <= 10 s, image
+[--resamples 1000] [--naive 3]``. Targets (full size, 2 cores): pixel <= 10 s, image
 <= 1 s. Exit status 1 when an agreement check fails (speed is only reported).
 """
 

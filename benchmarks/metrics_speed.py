@@ -10,7 +10,7 @@ that peak memory (max RSS, which also sees torch) is per run:
 Usage: ``python benchmarks/metrics_speed.py [--n 1990] [--defective 74] [--size 256] [--seed 0]``
 (``--n`` images; ``--defective`` defaults to the ASM ratio 74/1990 of ``--n``; ``--skip-reference``
 times ours only). Timings exclude imports and loading the maps. The last lines compare against the
-targets of issue 3 (full size: ours <= 5 s, >= 20x faster, |diff| <= 1e-6, peak <= 3 GB); the exit
+targets (full size: ours <= 5 s, >= 20x faster, |diff| <= 1e-6, peak <= 3 GB); the exit
 status is 1 when an agreement check fails (speed depends on the machine and is only reported).
 """
 

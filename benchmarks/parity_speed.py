@@ -1,4 +1,4 @@
-"""Ours beside the official GLASS and DDAD code: one training step and one test batch each (issue 14).
+"""Ours beside the official GLASS and DDAD code: one training step and one test batch each.
 
     python benchmarks/parity_speed.py --glass PATH/TO/GLASS --ddad PATH/TO/DDAD [--size 256 --batch 8]
 

@@ -1,4 +1,4 @@
-"""Patches/s that the supervised training loader delivers to the model (issue 4, docs/supervised.md).
+"""Patches/s that the supervised training loader delivers to the model (docs/supervised.md).
 
 One run, side by side, on the same generated HDF5 stream:
 

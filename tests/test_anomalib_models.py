@@ -1,4 +1,4 @@
-"""Every runnable Anomalib image model end to end on the generated set at tiny sizes (issue 15; `-m slow`).
+"""Every runnable Anomalib image model end to end on the generated set at tiny sizes (`-m slow`).
 
 Random weights (``pre_trained: false`` or :mod:`ispad_bench.models.random_init`), 64 px, one epoch of two
 batches, the smoke profile's trainer. A model is either run (and must succeed) or blocked because it loads
@@ -13,7 +13,7 @@ import pytest
 @pytest.mark.slow
 def test_every_runnable_anomalib_model_runs(synth_root, tmp_path, monkeypatch):
     from ispad_bench.sweep import catalog
-    from ispad_bench.sweep.tiny import run_all
+    from ispad_bench.testing import run_all
 
     monkeypatch.setenv("ISPAD_GENERATED_DIR", str(tmp_path / "generated"))
     models = catalog.runnable_anomalib_models()

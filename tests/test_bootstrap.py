@@ -1,4 +1,4 @@
-"""Bootstrap intervals, cross-fit threshold and paired comparisons (issue 13) on small real computations."""
+"""Bootstrap intervals, cross-fit threshold and paired comparisons on small real computations."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Anomalib models by name (issue 15): generated job configs, refusals, class paths, and a PatchCore job
+"""Anomalib models by name: generated job configs, refusals, class paths, and a PatchCore job
 whose written config.yaml reproduces its metrics under plain `anomalib train --config`."""
 
 from __future__ import annotations
@@ -11,9 +11,13 @@ import pytest
 import yaml
 
 from ispad_bench.cli import main
+from ispad_bench import paper
+from ispad_bench.report import notes
 from ispad_bench.sweep import catalog, grid
+from ispad_bench.sweep.profile import default_configs_dir, load_profile
+from ispad_bench.sweep.resolve import resolve
 
-CONFIGS = grid.default_configs_dir()
+CONFIGS = default_configs_dir()
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +26,10 @@ def generated_dir(tmp_path, monkeypatch):
 
 
 def _job(method: str, modality: str, profile: str = "paper", data_root: Path | None = None, overrides=None):
-    jobs = grid.expand(CONFIGS, grid.load_profile(profile, CONFIGS), methods=[method], modalities=[modality], seeds=[0],
+    jobs = grid.expand(CONFIGS, load_profile(profile, CONFIGS), methods=[method], modalities=[modality], seeds=[0],
                        data_root=data_root, overrides=overrides)
     assert len(jobs) == 1
-    return grid.resolve(jobs[0])
+    return resolve(jobs[0])
 
 
 def test_patchcore_job_config_follows_the_protocol():
@@ -65,7 +69,7 @@ def test_refused_and_unknown_methods_say_why(capsys):
     with pytest.raises(ValueError, match="not an anomalib AnomalibModule"):
         catalog.model_class("pathlib.Path")
     with pytest.raises(ValueError, match="no configs for method"):
-        grid.expand(CONFIGS, grid.load_profile("paper", CONFIGS), methods=["no_such_model"])
+        grid.expand(CONFIGS, load_profile("paper", CONFIGS), methods=["no_such_model"])
     assert main(["sweep", "--methods", "fuvas", "--dry-run"]) == 2
     assert "video model" in capsys.readouterr().err.replace("\n", " ")
 
@@ -81,10 +85,10 @@ def test_user_class_path_and_config_command(capsys):
 
 
 def test_smoke_profile_includes_the_handful():
-    profile = grid.load_profile("smoke", CONFIGS)
+    profile = load_profile("smoke", CONFIGS)
     jobs = grid.expand(CONFIGS, profile, modalities=["LSM-1"], rows=["none"])
     methods = [j.method for j in jobs]
-    assert methods[:5] == list(grid.PAPER_METHODS)
+    assert methods[:5] == list(paper.PAPER_METHODS)
     assert set(profile.include) <= set(methods)
     assert any(catalog.is_class_path(m) for m in methods)
 
@@ -95,7 +99,8 @@ def test_written_config_reproduces_the_job(synth_root, tmp_path, one_thread):
     from anomalib.cli import AnomalibCLI
 
     from ispad_bench.sweep.executors import LocalExecutor
-    from ispad_bench.sweep.runner import CONFIG, run_jobs
+    from ispad_bench.sweep.records import CONFIG
+    from ispad_bench.sweep.runner import run_jobs
 
     job = _job("patchcore", "LSM-1", profile="smoke", data_root=synth_root)
     summary = run_jobs([job], tmp_path / "runs", LocalExecutor())
@@ -116,16 +121,18 @@ def test_written_config_reproduces_the_job(synth_root, tmp_path, one_thread):
 
 
 def test_report_ranks_models_beyond_the_paper_by_mcc(tmp_path):
-    from ispad_bench.sweep import records, report
+    from ispad_bench import files
+    from ispad_bench.report import tables as report
+    from ispad_bench.sweep import records
 
     for method, mcc in (("uflow", 0.5), ("glass", 0.4), ("padim", 0.3), ("patchcore", 0.9), ("anomalib.models.Dfm", 0.6)):
         rec = {"schema": records.SCHEMA, "status": "ok", "key": method, "method": method, "modality": "ASM", "seed": 0,
                "row": None, "profile": "smoke", "metrics": {"MCC": mcc, "image_AUROC": 0.7}, "finished": "2026"}
-        records.write_json(tmp_path / method / "asm" / "s0" / records.RECORD, rec)
+        files.write_json(tmp_path / method / "asm" / "s0" / records.RECORD, rec)
     df, _ = report.summarise(tmp_path)
     assert list(df.method_id) == ["uflow", "glass", "patchcore", "anomalib.models.Dfm", "padim"]
     assert df.best.tolist() == [False, False, True, False, False]
     lines = report.to_markdown(df, []).splitlines()
     table = [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ") and "Method" not in line]
-    assert table == ["U-Flow", "GLASS", catalog.BEYOND_LABEL, "**patchcore**", "anomalib.models.Dfm", "padim"]
+    assert table == ["U-Flow", "GLASS", notes.BEYOND_LABEL, "**patchcore**", "anomalib.models.Dfm", "padim"]
     assert report.to_latex(df).count(r"\midrule") == 2  # the header rule and the separator

@@ -1,4 +1,4 @@
-"""train_contamination (issue 13, paper §6.1): defective test images moved into the training set."""
+"""train_contamination (paper §6.1): defective test images moved into the training set."""
 
 from __future__ import annotations
 

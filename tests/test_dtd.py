@@ -117,7 +117,7 @@ def test_checksum_mismatch_and_unsafe_archive_install_nothing(server, dtd_archiv
 def test_cli_and_pinned_checksum_is_anomalibs(server, dtd_archive, tmp_path, monkeypatch):
     from anomalib.models.image.glass.lightning_model import DTD_DOWNLOAD_INFO
 
-    assert (DTD_URL, DTD_SHA256) == (DTD_DOWNLOAD_INFO.url, DTD_DOWNLOAD_INFO.hashsum)
+    assert (DTD_DOWNLOAD_INFO.url, DTD_DOWNLOAD_INFO.hashsum) == (DTD_URL, DTD_SHA256)
     Files.files = {"dtd-r1.0.1.tar.gz": dtd_archive}
     monkeypatch.setattr(main_textures, "__defaults__", (f"{server}/dtd-r1.0.1.tar.gz",
                                                          hashlib.sha256(dtd_archive).hexdigest()))

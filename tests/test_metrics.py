@@ -130,7 +130,7 @@ def test_paper_confusion_matrices_reproduce_printed_values():
     # Erratum in the paper: Table 3 "mixed 36" prints MCC 0.97, but its own confusion matrix
     # (TN 1914, TP 71, FN 3, FP 2) gives 0.9647. Every other row matches to printed precision.
     assert mcc_mismatch == [("ASM", "mixed", 36, 0.9647, 0.97)]
-    ex = confusion_metrics(tn=1459, fp=11, fn=22, tp=73)  # SPEC §3 example
+    ex = confusion_metrics(tn=1459, fp=11, fn=22, tp=73)  # Table 2, LSM-1 cold start (MCC 0.81, recall 76.8 %, FPR 0.7 %)
     assert (round(ex["mcc"], 2), round(100 * ex["recall"], 1), round(100 * ex["fpr"], 2)) == (0.81, 76.8, 0.75)
 
 

@@ -12,8 +12,9 @@ import pytest
 from own_data import OWN_GROUPS, RENAMES, own_data
 
 from ispad_bench.cli import main
+from ispad_bench import files
 from ispad_bench.sweep import records
-from ispad_bench.sweep.report import write_report
+from ispad_bench.report.write import write_report
 
 CONFIGS = Path(__file__).parent / "sweep_configs"
 
@@ -107,7 +108,7 @@ def test_group_mapping_reaches_the_evaluator(synth_root, tmp_path):
 def test_prediction_store_and_figure_columns_follow_the_groups(synth_root, tmp_path):
     from ispad_bench.data.datamodule import ISPADDataset
     from ispad_bench.sweep.callbacks import PredictionCollector, pick_per_group
-    from ispad_bench.sweep.figures import overlay_columns
+    from ispad_bench.report.figures import overlay_columns
 
     own = own_data(synth_root / "ASM", tmp_path / "own" / "ASM")
     paths = list(ISPADDataset(own.parent, "ASM", "test", defect_groups=OWN_GROUPS).samples.image_path)
@@ -142,15 +143,15 @@ def test_data_description(synth_root, tmp_path):
 
 
 def test_report_shows_delta_only_for_ispad(tmp_path):
-    from ispad_bench.sweep import report
+    from ispad_bench.report import tables as report
 
     metrics = {"image_AUROC": 0.9, "MCC": 0.5, "recall": 0.8, "precision": 0.5, "FPR": 0.1}
     for method, kind in (("glass", "ispad"), ("uflow", None)):
         rec = {"schema": records.SCHEMA, "status": "ok", "key": method, "method": method, "modality": "ASM", "seed": 0,
                "row": None, "profile": "paper", "metrics": metrics, "finished": "2026-01-01T00:00:00",
                **({"data": {"kind": kind, "root": "/d/ISP-AD"}} if kind else {})}
-        records.write_json(tmp_path / "a" / method / records.RECORD, rec)
-        records.write_json(tmp_path / "b" / method / records.RECORD,
+        files.write_json(tmp_path / "a" / method / records.RECORD, rec)
+        files.write_json(tmp_path / "b" / method / records.RECORD,
                            {**rec, "data": {"kind": "other", "root": "/data/my-line"}})
     df, _ = report.summarise(tmp_path / "a")
     assert df.mcc_delta.notna().all()  # ISP-AD and an older record without a data entry: compared

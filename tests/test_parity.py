@@ -1,4 +1,4 @@
-"""Parity of our GLASS and DDAD with the official code (issue 14).
+"""Parity of our GLASS and DDAD with the official code.
 
 The references in ``tests/fixtures/parity/*.npz`` are outputs of the official code (cqylunlun/GLASS
 f788d56, arimousa/DDAD 4323a15), made by ``benchmarks/parity/make_fixtures.py`` on CPU at small sizes
@@ -49,9 +49,31 @@ def check(quantity: str, ours: torch.Tensor | np.ndarray | float, ref: np.ndarra
     )
 
 
-def check_state(prefix: str, state: dict[str, torch.Tensor], ref: dict[str, np.ndarray], rtol: float, atol: float) -> int:
-    """Compare a state dict with its compact fixture form (full tensors, or sample + sum + norm)."""
+def check_adam(quantity: str, ours, ref, rtol: float, atol: float, travel: float, share: float = 0.01) -> None:
+    """:func:`check` for Adam-trained weights: Adam divides each gradient by its own magnitude, so an
+    entry whose gradient is at the rounding level steps ±lr either way, and another CPU's kernels may
+    flip it. At most ``share`` of the entries may so differ, each by at most 2·``travel`` (lr·steps)."""
+    ours = np.asarray(ours.detach() if isinstance(ours, torch.Tensor) else ours, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    diff = np.abs(ours - ref)
+    loose = diff > atol + rtol * np.abs(ref)
+    assert loose.mean() <= share, f"{quantity}: {int(loose.sum())} of {loose.size} entries off (> {share:.0%})"
+    check(quantity, ours, ref, rtol=rtol, atol=max(atol, 2 * travel) if loose.any() else atol)
+
+
+def check_state(prefix: str, state: dict[str, torch.Tensor], ref: dict[str, np.ndarray], rtol: float, atol: float,
+                travel: float | None = None) -> int:
+    """Compare a state dict with its compact fixture form (full tensors, or sample + sum + norm);
+    with ``travel`` (lr·steps), entries as :func:`check_adam`."""
     seen = 0
+
+    def check(quantity, ours, expected, rtol, atol):
+        if travel is not None and "running_" in quantity:  # BN statistics of features those entries feed
+            return globals()["check"](quantity, ours, expected, max(rtol, 1e-3), atol)
+        if travel is None or np.ndim(expected) == 0:
+            return globals()["check"](quantity, ours, expected, rtol, atol)
+        return check_adam(quantity, ours, expected, rtol, atol, travel)
+
     for key, t in state.items():
         if not t.is_floating_point():
             continue
@@ -146,7 +168,7 @@ def _glass_model(ref: dict[str, np.ndarray]):
     backbone = module.model.forward_modules["feature_aggregator"].feature_extractor
     common.seeded_(backbone, cfg["backbone_seed"])  # replaces the random weights ...
     official_dry_run(backbone, (cfg["image_size"], cfg["image_size"]))  # ... so redo what construction did to them
-    check("seeded backbone weights (digest)", common.weights_digest(backbone), ref["backbone_digest"], rtol=1e-12)
+    check("seeded backbone weights (digest)", common.weights_digest(backbone), ref["backbone_digest"], rtol=1e-9)  # BN stats of the dry run: CPU-kernel rounding
     for name, part in (("projection", module.model.projection), ("discriminator", module.model.discriminator)):
         part.load_state_dict({k: torch.from_numpy(ref[f"init/{name}.{k}"]) for k in part.state_dict()
                               if f"init/{name}.{k}" in ref}, strict=False)
@@ -185,9 +207,12 @@ def test_glass_training_and_scores(glass_ref, one_thread):
             n = len(calls[0][0]) // 2
             step1 = {"true": calls[0][0][:n], "gaus": calls[20][0][n:], "fake_scores": calls[21][1]}
     hook.remove()
-    check("GLASS step 1: true features", step1["true"], glass_ref["step1/true_feats"])
-    check("GLASS step 1: GAS features after 20 ascent steps", step1["gaus"], glass_ref["step1/gaus_feats"])
-    check("GLASS step 1: discriminator scores of LAS features", step1["fake_scores"], glass_ref["step1/fake_scores"])
+    # float32 conv/matmul outputs: elementwise within 1e-5 of the largest value (another CPU's kernels
+    # round differently; values near zero carry the absolute rounding of their neighbours' scale)
+    for quantity, ours, key in (("true features", step1["true"], "step1/true_feats"),
+                                ("GAS features after 20 ascent steps", step1["gaus"], "step1/gaus_feats"),
+                                ("discriminator scores of LAS features", step1["fake_scores"], "step1/fake_scores")):
+        check(f"GLASS step 1: {quantity}", ours, glass_ref[key], atol=1e-5 * float(np.abs(glass_ref[key]).max()))
     check("GLASS step 1: BCE loss of true features", losses[0]["true_loss"], glass_ref["step1/true_loss"])
     check("GLASS step 1: BCE loss of GAS features", losses[0]["gaus_loss"], glass_ref["step1/gaus_loss"])
     check("GLASS focal loss per step", torch.stack([x["focal_loss"] for x in losses]), glass_ref["focal_loss"], rtol=1e-4)
@@ -205,7 +230,7 @@ def test_glass_training_and_scores(glass_ref, one_thread):
         for key in noisy[name]:
             check(f"trained/{name}.{key} (follows a rounding-noise gradient)", state.pop(key),
                   glass_ref[f"trained/{name}.{key}"], rtol=0, atol=2 * travel)
-        check_state(f"trained/{name}.", state, glass_ref, rtol=1e-5, atol=0.01 * travel)
+        check_state(f"trained/{name}.", state, glass_ref, rtol=1e-5, atol=0.01 * travel, travel=travel)
     module.eval()
     with torch.no_grad():
         pred = model(common.glass_test_images())
@@ -290,6 +315,15 @@ def test_ddad_diffusion_steps(ddad_ref, one_thread):
     state = model.unet.state_dict()
     invisible = {k: state.pop(k) for k in list(state) if ("in_layers.2.bias" in k or "embed_layers.1." in k)
                  and state[k].shape[0] == 32}
+    # the key part of each attention's qkv bias adds q·b to every logit of a query alike, which the
+    # softmax removes: its gradient is rounding noise too (Adam: ±lr steps), held to 2·lr·steps
+    for k in [k for k in state if k.endswith("to_qkv.bias")]:
+        heads = model.unet.get_submodule(k.removesuffix(".to_qkv.bias")).heads  # per head: query, key, value
+        bias = state.pop(k).detach().reshape(heads, 3, -1)
+        ref_bias = ddad_ref[f"diffusion/unet.{k}"].reshape(heads, 3, -1)
+        check(f"diffusion/unet.{k} (query, value parts)", bias[:, ::2], ref_bias[:, ::2], rtol=1e-5, atol=0.01 * travel)
+        check(f"diffusion/unet.{k} (key part: rounding-noise gradient)", bias[:, 1], ref_bias[:, 1],
+              rtol=0, atol=2 * travel)
     assert check_state("diffusion/unet.", invisible, ddad_ref, rtol=0, atol=2 * travel) >= 10
     assert check_state("diffusion/unet.", state, ddad_ref, rtol=1e-5, atol=0.01 * travel) > 100
 

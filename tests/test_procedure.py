@@ -8,15 +8,20 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from ispad_bench.sweep import grid, procedure, records, report
+from ispad_bench import files
+from ispad_bench.report import notes
+from ispad_bench.report import tables as report
+from ispad_bench.sweep import grid, procedure, records
+from ispad_bench.sweep.profile import load_profile
+from ispad_bench.sweep.resolve import resolve
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _resolved(profile: str, method: str, modality: str = "LSM-1") -> dict:
-    (job,) = grid.expand(CONFIGS, grid.load_profile(profile, CONFIGS), methods=[method], modalities=[modality],
+    (job,) = grid.expand(CONFIGS, load_profile(profile, CONFIGS), methods=[method], modalities=[modality],
                          seeds=[0], rows=["none"] if method == "supervised" else None)
-    return grid.resolve(job).config
+    return resolve(job).config
 
 
 @pytest.mark.parametrize(
@@ -66,7 +71,7 @@ def _record(root: Path, method: str, seed: int, proc: dict | None, modality: str
            "metrics": {"MCC": 0.8, "image_AUROC": 0.9, **metrics}, "timing": {}, "finished": "2026-01-01T00:00:00"}
     if proc is not None:
         rec["procedure"] = proc
-    records.write_json(root / method / modality / f"s{seed}" / records.RECORD, rec)
+    files.write_json(root / method / modality / f"s{seed}" / records.RECORD, rec)
 
 
 def test_report_marks_procedures_and_shows_epochs_and_group_fns(tmp_path):
@@ -83,20 +88,20 @@ def test_report_marks_procedures_and_shows_epochs_and_group_fns(tmp_path):
                                                "selected_epoch": epoch, "epochs_trained": epoch + 20},
                 FN=fn_area + 1, fn_area=fn_area, fn_points=1)
     df, _ = report.summarise(tmp_path)
-    by = {m.rstrip(procedure.MARK_PROCEDURE + procedure.MARK_TEXTURES) + ("" if mod == "LSM-1" else f" {mod}"): r
+    by = {m.rstrip(notes.MARK_PROCEDURE + notes.MARK_TEXTURES) + ("" if mod == "LSM-1" else f" {mod}"): r
           for m, mod, r in zip(df.method, df.modality, df.itertuples())}
     assert by["GLASS"].method == "GLASS" and by["GLASS"].mcc_delta == pytest.approx(0.8 - 0.89)
-    assert by["U-Flow"].method == "U-Flow" + procedure.MARK_PROCEDURE and pd.isna(by["U-Flow"].mcc_delta)
+    assert by["U-Flow"].method == "U-Flow" + notes.MARK_PROCEDURE and pd.isna(by["U-Flow"].mcc_delta)
     assert pd.notna(by["U-Flow"].mcc_paper)  # the paper's number stays, only Δ is withheld
     assert by["DDAD"].method == "DDAD" and pd.notna(by["DDAD"].mcc_delta)
     glass_asm = by["GLASS ASM"]  # generated textures: marked, but still the paper's procedure (Δ kept)
-    assert glass_asm.method == "GLASS" + procedure.MARK_TEXTURES and pd.notna(glass_asm.mcc_delta)
+    assert glass_asm.method == "GLASS" + notes.MARK_TEXTURES and pd.notna(glass_asm.mcc_delta)
     sup = by["ResNet18"]
     assert (sup.best_epoch_mean, sup.epochs_mean, sup.fn_area_mean, sup.fn_points_mean) == (10, 30, 4, 1)
     text = report.to_markdown(df, [])
     assert "FN-area" in text and "Best epoch" in text and "10 ± 1.4" in text.split("ResNet18")[1]
     assert "procedure paper/official, selection official, tested epoch 7 (selected), textures dtd" in text
-    assert procedure.FOOTNOTE in text
+    assert notes.FOOTNOTE in text
 
 
 def test_epoch_tracker_best_epoch_follows_the_monitor_mode():
@@ -115,7 +120,7 @@ def test_ddad_reconstructions_are_stored_and_drawn_as_triplets(tmp_path):
     from anomalib.data import ImageBatch
 
     from ispad_bench.sweep.callbacks import PredictionCollector
-    from ispad_bench.sweep.figures_recon import reconstruction_grid
+    from ispad_bench.report.figures import reconstruction_grid
 
     batch = ImageBatch(image=torch.rand(2, 3, 16, 16), gt_label=torch.tensor([0, 1]),
                        gt_mask=torch.zeros(2, 16, 16, dtype=torch.bool), image_path=["t/good/0.png", "t/dot/1.png"],

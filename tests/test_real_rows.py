@@ -10,7 +10,7 @@ from test_supervised import _dm, _epoch, stream_root  # noqa: F401 (fixture)
 from ispad_bench.data.real_ids import load_lists
 
 
-def test_real_only_replaces_every_synthetic_defect_by_a_real_one(stream_root):  # noqa: F811
+def test_real_only_replaces_every_synthetic_defect_by_a_real_one(stream_root):
     dm = _dm(stream_root, real_fraction=1, real_group="mixed", real_only=True)  # one pass: 40 batches
     batches = _epoch(dm, 0)
     for b in batches:
@@ -26,7 +26,7 @@ def test_real_only_replaces_every_synthetic_defect_by_a_real_one(stream_root):  
         _dm(stream_root, real_fraction=0, real_only=True)
 
 
-def test_real_ids_file_replaces_the_seeded_shuffle(stream_root, tmp_path):  # noqa: F811
+def test_real_ids_file_replaces_the_seeded_shuffle(stream_root, tmp_path):
     shuffled = _dm(stream_root, real_fraction="1/16", real_group="mixed").real_defect_ids
     listed = ["area/a016", "points/p002"]  # floor(26/16) = 1 by the shuffle; a published list may differ
     path = tmp_path / "fractions.json"
@@ -52,7 +52,7 @@ def test_real_ids_file_replaces_the_seeded_shuffle(stream_root, tmp_path):  # no
         ({"bad": {"1/16": []}}, {}, "unknown group"),
     ],
 )
-def test_bad_lists_name_the_file_and_the_problem(stream_root, tmp_path, content, kw, match):  # noqa: F811
+def test_bad_lists_name_the_file_and_the_problem(stream_root, tmp_path, content, kw, match):
     path = tmp_path / "lists.json"
     path.write_text(json.dumps(content))
     with pytest.raises(ValueError, match=match) as err:

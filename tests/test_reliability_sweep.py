@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ispad_bench.cli import main
+from ispad_bench import files
 from ispad_bench.sweep import records
 from ispad_bench.sweep.lock import SweepLock, SweepLocked
 
@@ -161,7 +162,7 @@ def test_interrupted_attempt_is_recorded_once_and_only_if_it_started(tmp_path):
 
     spec = {"key": "k", "method": "padim", "modality": "LSM-1", "seed": 0, "row": None, "profile": "smoke",
             "config_file": "c.yaml", "args": [], "job_dir": str(tmp_path), "attempt": 2, "attempt_id": "a2"}
-    records.write_json(tmp_path / records.SPEC, spec)
+    files.write_json(tmp_path / records.SPEC, spec)
     assert _record_interrupted(tmp_path, "k") is None  # spec written, job never started (no lock)
     (tmp_path / ".lock").write_text("123\na1\n")
     assert _record_interrupted(tmp_path, "k") is None  # the lock names an earlier attempt

@@ -126,7 +126,7 @@ def test_config_instantiation_error_is_reduced_to_its_reason():
     from anomalib.utils.config import update_config
 
     from ispad_bench.anomalib_cli import config_errors
-    from ispad_bench.sweep import grid
+    from ispad_bench.sweep import resolve as grid
 
     config = Path(__file__).parents[1] / "configs" / "glass" / "lsm1.yaml"
     cfg = grid.parse(config, ["--model.init_args.pre_trained", "false", "--model.init_args.radius_quantile", "2"])

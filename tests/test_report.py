@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ispad_bench.sweep import records, report
-from ispad_bench.sweep.figures import roc_points, write_figures
+from ispad_bench import files
+from ispad_bench.report import tables as report
+from ispad_bench.report.figures import roc_points, write_figures
+from ispad_bench.report.write import write_report
+from ispad_bench.sweep import records
 
 
 def _record(root: Path, method, modality, seed, metrics, row=None, status="ok", finished="2026-01-01T00:00:00", **extra):
@@ -18,7 +21,7 @@ def _record(root: Path, method, modality, seed, metrics, row=None, status="ok", 
     rec = {"schema": records.SCHEMA, "status": status, "key": f"{method}{modality}{row}{seed}", "method": method,
            "modality": modality, "seed": seed, "row": row, "profile": "paper", "metrics": metrics,
            "timing": {"test_images_per_s": 10.0 + seed}, "finished": finished, **extra}
-    records.write_json(folder / records.RECORD, rec)
+    files.write_json(folder / records.RECORD, rec)
     return folder
 
 
@@ -92,7 +95,7 @@ def test_supervised_rows_match_tables_2_3(runs):
 
 
 def test_written_tables(runs, tmp_path):
-    paths = report.write_report(runs, tmp_path / "out", figures=False)
+    paths = write_report(runs, tmp_path / "out", figures=False)
     md = paths["md"].read_text()
     assert "## LSM-1: unsupervised (paper Table 4)" in md and "## LSM-1: supervised (paper Table 2)" in md
     glass_line = next(line for line in md.splitlines() if "GLASS" in line)
@@ -136,7 +139,7 @@ def test_figures_from_stored_predictions(tmp_path):
             arrays[f"map_{i}"] = rng.random((32, 32)).astype(np.float16)
             arrays[f"image_{i}"] = rng.integers(0, 255, (32, 32), dtype=np.uint8)
             arrays[f"mask_{i}"] = np.zeros((32, 32), np.uint8)
-        records.write_npz(folder / records.PREDICTIONS, **arrays)
+        files.write_npz(folder / records.PREDICTIONS, **arrays)
     written = write_figures(tmp_path, tmp_path / "figures")
     assert set(written) == {"overlay_asm", "roc_asm"}
     for path in written.values():
@@ -144,12 +147,13 @@ def test_figures_from_stored_predictions(tmp_path):
     assert json.loads((tmp_path / "glass" / "ASM" / "s0-2026" / "record.json").read_text())["method"] == "glass"
 
 
-# ------------------------------------------------------------------------------ intervals and significance (issue 13)
+# ------------------------------------------------------------------------------ intervals and significance
 def _job_with_bootstrap(root: Path, method: str, scores, labels, seed=0, row=None, contamination=0.0):
     """A record as a sweep job leaves it: metrics, bootstrap.npz + uncertainty, predictions.npz."""
     from ispad_bench.metrics import bootstrap
     from ispad_bench.metrics.anomalib import DISPLAY_NAMES
-    from ispad_bench.sweep.stats import BOOTSTRAP, save_bootstrap
+    from ispad_bench.sweep.job import save_bootstrap
+    from ispad_bench.sweep.records import BOOTSTRAP
 
     paths = [f"/d/test/{'area' if y else 'good'}/{i:03d}.png" for i, y in enumerate(labels)]
     groups = ["area" if y else "good" for y in labels]
@@ -159,9 +163,9 @@ def _job_with_bootstrap(root: Path, method: str, scores, labels, seed=0, row=Non
                      config={"data": {"init_args": {"train_contamination": contamination}}},
                      artifacts={"predictions": records.PREDICTIONS, "bootstrap": BOOTSTRAP})
     uncertainty = save_bootstrap(folder, boot)
-    rec = records.read_json(folder / records.RECORD)
-    records.write_json(folder / records.RECORD, {**rec, "uncertainty": uncertainty})
-    records.write_npz(folder / records.PREDICTIONS, paths=np.array(paths), scores=np.asarray(scores, float),
+    rec = files.read_json(folder / records.RECORD)
+    files.write_json(folder / records.RECORD, {**rec, "uncertainty": uncertainty})
+    files.write_npz(folder / records.PREDICTIONS, paths=np.array(paths), scores=np.asarray(scores, float),
                       labels=np.asarray(labels, np.int8))
     return boot
 
@@ -194,7 +198,7 @@ def test_intervals_marks_csv_bounds_and_html(tmp_path):
     rows = {k[0]: r for k, r in rows.items() if k[1] is None}
     ea = rows["efficient_ad"]
     assert ea.seeds == 2 and ea.mcc_lower < ea.mcc_mean < ea.mcc_upper
-    paths = report.write_report(tmp_path, tmp_path / "out")
+    paths = write_report(tmp_path, tmp_path / "out")
     md = paths["md"].read_text()
     glass_line = next(line for line in md.splitlines() if "GLASS" in line)
     assert f"{100 * best.estimate['image_auroc']:.1f} [{100 * best.interval('image_auroc')[0]:.1f}, " in glass_line
@@ -224,5 +228,5 @@ def test_contamination_rows_and_figure(tmp_path):
         _job_with_bootstrap(tmp_path / f"c{c}", "glass", labels * shift + rng.normal(size=100), labels, contamination=c)
     df, _ = report.summarise(tmp_path)
     assert sorted(df.contamination) == [0.0, 0.02, 0.05] and "GLASS (contamination 0.05)" in set(df.method)
-    paths = report.write_report(tmp_path, tmp_path / "out")
+    paths = write_report(tmp_path, tmp_path / "out")
     assert paths["contamination"].stat().st_size > 10_000

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from ispad_bench.cli import main
+from ispad_bench import files
 from ispad_bench.sweep import records
 from ispad_bench.sweep.callbacks import FiniteLossGuard
 from ispad_bench.sweep.job import _error_kind
@@ -53,7 +54,7 @@ def test_loss_guard_and_error_kinds():
 
 def test_atomic_write_never_leaves_partial_file(tmp_path):
     target = tmp_path / "record.json"
-    records.write_json(target, {"a": 1, "nan": float("nan")})
+    files.write_json(target, {"a": 1, "nan": float("nan")})
     assert json.loads(target.read_text()) == {"a": 1, "nan": None}
     umask = os.umask(0o022)
     os.umask(umask)
@@ -64,7 +65,7 @@ def test_atomic_write_never_leaves_partial_file(tmp_path):
             raise RuntimeError("serialisation failed")
 
     with pytest.raises(RuntimeError):
-        records.write_json(target, {"a": Boom()})
+        files.write_json(target, {"a": Boom()})
     assert json.loads(target.read_text()) == {"a": 1, "nan": None}  # previous complete file kept
     assert not list(tmp_path.glob(".*.tmp"))
 

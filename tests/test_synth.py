@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from ispad_bench.data import layout
-from ispad_bench.data.defects import AREA_TYPES, DEFECT_TYPES, POINT_TYPES, defect_patch, synthesize_defect
+from ispad_bench.data.synth.defects import AREA_TYPES, DEFECT_TYPES, POINT_TYPES, defect_patch, synthesize_defect
 from ispad_bench.data.modality import Modality
-from ispad_bench.data.synth import STREAM_FILE, contact_sheet, generate, plan
+from ispad_bench.data.synth import contact_sheet
+from ispad_bench.data.synth.generate import STREAM_FILE, generate, plan
 
 MODALITIES = ("LSM-1", "LSM-2", "ASM")
 

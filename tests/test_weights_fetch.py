@@ -1,4 +1,4 @@
-"""Weight files for offline nodes (issue 15): what a model needs is observed while it is built; `weights
+"""Weight files for offline nodes: what a model needs is observed while it is built; `weights
 fetch` downloads into temporary caches from a server on 127.0.0.1 (torch hub URLs with resume and the
 sha256 prefix, Anomalib archives with their sha256, Hugging Face files), `weights check` and the sweep's
 pre-flight say what is missing."""
@@ -142,10 +142,10 @@ def test_weights_cli_and_sweep_preflight(server, caches, monkeypatch, capsys):
 
 
 def test_methods_listing_says_type_weights_random_switch_smoke_and_refusals(caches):
-    from ispad_bench.sweep import grid
-    from ispad_bench.sweep.methods_cli import rows
+    from ispad_bench.sweep.cli import method_listing as rows
+    from ispad_bench.sweep.profile import default_configs_dir
 
-    listed = {r["method"]: r for r in rows(grid.default_configs_dir(), "smoke",
+    listed = {r["method"]: r for r in rows(default_configs_dir(), "smoke",
                                            only=["supervised", "glass", "patchcore", "stfpm", "vlm_ad", "ai_vad"])}
     assert list(listed) == ["supervised", "glass", "patchcore", "stfpm", "vlm_ad", "ai_vad"]
     assert listed["supervised"]["learning_type"] == "mixed_supervised"  # not the engine's one_class

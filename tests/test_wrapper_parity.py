@@ -1,4 +1,4 @@
-"""Our EfficientAD and U-Flow wrappers change how weights are found, not the method (issue 14, item 3).
+"""Our EfficientAD and U-Flow wrappers change how weights are found, not the method.
 
 Each wrapper and the unwrapped Anomalib model are built side by side, given the same (seeded random)
 weights, and run end to end (``AnomalibModule.forward``: pre-processing, model, post-processing) on the

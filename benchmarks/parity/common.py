@@ -1,4 +1,4 @@
-"""Shared by the parity fixtures, the parity tests and the side-by-side speed benchmark (issue 14).
+"""Shared by the parity fixtures, the parity tests and the side-by-side speed benchmark.
 
 * which official commits the fixtures were made with, and a check that a checkout is that commit
   (git blob hashes of the files we import, so any checkout form works: clone, worktree, archive);

@@ -1,4 +1,4 @@
-"""Reference outputs of the official GLASS and DDAD code, for ``tests/test_parity.py`` (issue 14).
+"""Reference outputs of the official GLASS and DDAD code, for ``tests/test_parity.py``.
 
     python benchmarks/parity/make_fixtures.py --glass PATH/TO/GLASS --ddad PATH/TO/DDAD \\
         --out tests/fixtures/parity/

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from ispad_bench.anomalib_cli import install as _install_anomalib_cli  # noqa: E402
+from ispad_bench.anomalib_cli import install as _install_anomalib_cli
 
 _install_anomalib_cli()  # under `anomalib train`: apply seed_everything, bad input in one line

@@ -12,9 +12,15 @@ import sys
 
 COMMANDS = (
     "ispad_bench.data.cli",  # data synth | check | download | textures
-    "ispad_bench.sweep.cli",  # sweep, report
-    "ispad_bench.sweep.methods_cli",  # methods, config, weights fetch | check
+    "ispad_bench.sweep.cli",  # sweep, methods, config
+    "ispad_bench.report.cli",  # report
+    "ispad_bench.models.cli",  # weights fetch | check
 )
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: the value of every comma-list option."""
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ AFFINE_P = 0.875  # §3.2.3: affine transforms on "80 - 95 %" of the patches; th
 BLUR_KERNEL, BLUR_SIGMA = 3, 1.0  # §4.2
 # ITU-R BT.601 luma as PIL's convert("L") and OpenCV's cvtColor (weights sum to 1; torchvision's
 # rgb_to_grayscale uses 0.2989, which darkens every patch by 1e-4). The generator's gray stream uses
-# the same weights (data/patterns.py:to_gray).
+# the same weights (data/synth/patterns.py:to_gray).
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 _GRAY_FIXED = (19595, 38470, 7471)
 

@@ -34,7 +34,6 @@ from ispad_bench.data.layout import (
     DEFECT_GROUPS,
     GOOD_DIR,
     GROUPS,
-    IMAGE_SUFFIXES,
     MASK_DIR,
     MASK_SUFFIX,
     REAL_DEFECTS_DIR,
@@ -43,6 +42,7 @@ from ispad_bench.data.layout import (
     TEST_DIR,
     TRAIN_DIRS,
     defect_group,
+    list_images,
 )
 from ispad_bench.data.modality import PATCH_SIZE, REAL_DEFECT_SIZE, Modality
 
@@ -101,10 +101,6 @@ def bit_depth(mode: str) -> int:
     return 16 if mode.startswith("I;16") else MODE_BITS.get(mode, 8)
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _inspect(task: _Task) -> _Result:
     """Every per-file check of one image or mask (no early return)."""
     from PIL import Image
@@ -115,7 +111,7 @@ def _inspect(task: _Task) -> _Result:
             img.load()
             mode, bands, out.size = img.mode, len(img.getbands()), img.size
             array = np.asarray(img) if task.role == "mask" else None
-    except Exception as err:  # PIL raises many types for corrupt files
+    except Exception as err:  # noqa: BLE001 (PIL raises many types for corrupt files)
         out.findings.append(Finding("unreadable", f"{task.path}: unreadable or truncated image ({type(err).__name__}: {err})"))
         return out
     width, height = out.size
@@ -183,7 +179,7 @@ class _Scan:
             if must_exist:
                 self.add("layout", f"{folder}: missing folder")
             return []
-        files = _images(folder)
+        files = list_images(folder)
         if not files:
             self.add("layout", f"{folder}: empty folder (no images)")
         return files
@@ -228,7 +224,7 @@ class _Scan:
             if defect not in self.mapping:
                 self.add("groups", f"{test_dir / defect}: defect folder not in the group mapping, counted as its own "
                          f"group '{defect}' (map it with --defect-groups / data.init_args.defect_groups)")
-            masks = {p.name: p for p in _images(mask_dir / defect)} if (mask_dir / defect).is_dir() else {}
+            masks = {p.name: p for p in list_images(mask_dir / defect)} if (mask_dir / defect).is_dir() else {}
             for image in files:
                 mask = mask_dir / defect / f"{image.stem}{MASK_SUFFIX}.png"
                 if masks.pop(mask.name, None) is None:
@@ -239,7 +235,7 @@ class _Scan:
                 self.add("mask_missing", f"{m}: mask without image in {test_dir / defect}")
         if mask_dir.is_dir():
             for folder in sorted(p for p in mask_dir.iterdir() if p.is_dir() and p.name not in defects):
-                for m in _images(folder):
+                for m in list_images(folder):
                     self.add("mask_missing", f"{m}: mask without image (no {test_dir / folder.name})")
         for group, n in groups.items():
             self.counts[(mod.value, f"test_{group}")] = n

@@ -28,13 +28,13 @@ from ispad_bench.data.images import read_binary_mask, read_patch
 from ispad_bench.data.layout import (
     DEFECT_GROUPS,
     GOOD_DIR,
-    IMAGE_SUFFIXES,
     MASK_DIR,
     MASK_SUFFIX,
     REDUCED_MAX,
     TEST_DIR,
     TRAIN_DIRS,
     defect_group,
+    list_images,
     modality_dir,
 )
 from ispad_bench.data.modality import PATCH_SIZE, Modality
@@ -43,10 +43,6 @@ from ispad_bench.errors import BadArgument, MissingDataError
 logger = logging.getLogger(__name__)
 
 VAL_SPLIT_MODES = ("same_as_test", "from_train")
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def train_folder(mod_dir: Path, train_split: str) -> Path:
@@ -58,7 +54,7 @@ def train_folder(mod_dir: Path, train_split: str) -> Path:
         return folder
     full = mod_dir / TRAIN_DIRS["full"] / GOOD_DIR
     if train_split == "reduced" and full.is_dir():
-        count = len(_images(full))
+        count = len(list_images(full))
         if count <= REDUCED_MAX:
             logger.warning("%s missing; training on %s (%d <= %d images)", folder, full, count, REDUCED_MAX)
             return full
@@ -77,13 +73,13 @@ def make_ispad_samples(
     rows = []
     if split == Split.TRAIN:
         folder = train_folder(mod_dir, train_split)
-        rows = [(p, "", 0, GOOD_DIR) for p in _images(folder)]
+        rows = [(p, "", 0, GOOD_DIR) for p in list_images(folder)]
     else:
         test_dir = mod_dir / TEST_DIR
         if not test_dir.is_dir():
             raise MissingDataError(f"test folder not found: {test_dir}")
         for folder in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-            for image in _images(folder):
+            for image in list_images(folder):
                 if folder.name == GOOD_DIR:
                     rows.append((image, "", 0, GOOD_DIR))
                     continue

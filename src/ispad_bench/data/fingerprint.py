@@ -59,9 +59,9 @@ def fingerprint(mod_dir: Path) -> tuple[str, int]:
 
 def generated_by(mod_dir: Path) -> dict | None:
     """The generator's parameters when ``mod_dir`` was written by ``ispad-bench data synth``, else None."""
-    from ispad_bench.data.synth import _recorded
+    from ispad_bench.data.synth import recorded
 
-    return _recorded(Path(mod_dir))
+    return recorded(Path(mod_dir))
 
 
 def describe_folder(root: Path, mod_dir: Path, modality: Modality | str, mapping: dict[str, str] | None = None) -> dict:

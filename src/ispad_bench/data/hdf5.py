@@ -3,7 +3,7 @@
 The paper (§3.2.2, appendix after Table 8) stores supervised training data as single-channel
 8-bit patches in HDF5 and names two datasets: ``syn_stream`` (image-level labels of the
 balanced fault-free / synthetic-defect stream) and ``ground_truth`` (pixel masks). The name
-of the image dataset and the file names are not published (SPEC §1), so :func:`discover_stream`
+of the image dataset and the file names are not published (the paper gives none), so :func:`discover_stream`
 lists every dataset in a file, matches them to the three roles and validates them; any mismatch
 is a :class:`StreamFormatError` that prints what was expected and the file's actual keys,
 shapes and dtypes.

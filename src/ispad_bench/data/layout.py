@@ -14,7 +14,7 @@
                                         ``ground_truth`` masks (N,256,256); see data/hdf5.py
           real_defects/{area,points}/*.png   512x512 single-channel real-defect patches
 
-The real Zenodo record's internal names are unknown here (SPEC §1); the readers discover them
+The real Zenodo record's internal names are not published (the paper names neither them nor the HDF5 keys); the readers discover them
 and fail with the keys they found.
 """
 
@@ -56,6 +56,11 @@ def defect_group(defect_folder: str, mapping: dict[str, str] | None = None) -> s
     if defect_folder == GOOD_DIR:
         return GOOD_DIR
     return (mapping or DEFECT_GROUPS).get(defect_folder, defect_folder)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix, sorted): what the loaders and ``data check`` read."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def modality_dir(root: str | Path, modality: Modality | str) -> Path:

@@ -111,6 +111,12 @@ class Modality(str, Enum):
         return 1.5 if self is Modality.LSM1 else 1.0
 
     @property
+    def center_crop(self) -> int | None:
+        """§4.3.5: where the paper crops (GLASS, U-Flow, DDAD and every Anomalib model it adds), ASM
+        patches are centre-cropped to 224, which also drops the masked side borders (§3.2.5)."""
+        return 224 if self is Modality.ASM else None
+
+    @property
     def border_crop_px(self) -> int:
         """Masked left/right borders of ASM patches (§3.2.5: "a few pixels"); cropped at evaluation.
 

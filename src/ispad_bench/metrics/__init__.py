@@ -1,4 +1,4 @@
-"""Exact, fast evaluation at the paper's protocol (§5.1, SPEC §3): image AUROC, F1-optimal
+"""Exact, fast evaluation at the paper's protocol (§4.3.6, §5.1): image AUROC, F1-optimal
 threshold with MCC/recall/precision/FPR/confusion counts, pixel AUROC, PRO and AUPRO@0.3.
 
 Plain Python::
@@ -59,6 +59,8 @@ from ispad_bench.metrics.bootstrap import BootstrapResult, bootstrap, percentile
 from ispad_bench.metrics.compare import compare, delong, paired_difference
 from ispad_bench.metrics.crossfit import cross_fit
 
+from ispad_bench.lazy import lazy_attributes
+
 _LAZY = {  # Anomalib-side classes: importing anomalib is slow, so load on first use
     name: "ispad_bench.metrics.anomalib"
     for name in (
@@ -71,16 +73,9 @@ _LAZY = {  # Anomalib-side classes: importing anomalib is slow, so load on first
         "ispad_evaluator",
     )
 }
-_LAZY["load_paper_tables"] = "ispad_bench.metrics.reference"
-_LAZY["paper_confusion_matrices"] = "ispad_bench.metrics.reference"
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ispad_bench.metrics' has no attribute {name!r}")
+_LAZY["load_paper_tables"] = "ispad_bench.paper"  # the paper's numbers live with its methods
+_LAZY["paper_confusion_matrices"] = "ispad_bench.paper"
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -108,7 +108,7 @@ class ISPADMetrics(AnomalibMetric, Metric):
         self.uncertainty = UncertaintyOptions(n=0)  # the evaluator sets its own (bootstrap, cross-fit)
         self.bootstrap_result = None
 
-    def update(self, batch: Any, *args, **kwargs) -> None:  # noqa: ARG002 - Anomalib passes the batch only
+    def update(self, batch: Any, *args, **kwargs) -> None:
         """Store the batch's raw outputs (float32 maps, bool masks; no copies on CPU)."""
         score, label = batch.pred_score, getattr(batch, "gt_label", None)
         amap = getattr(batch, "anomaly_map", None)
@@ -267,7 +267,7 @@ class RawScorePostProcessor(PostProcessor):
         )
         self._image_threshold_metric = F1OptimalThreshold(fields=["pred_score", "gt_label"], strict=False)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, *args, **kwargs) -> None:  # noqa: ANN001
+    def on_validation_batch_end(self, trainer, pl_module, outputs, *args, **kwargs) -> None:
         del trainer, pl_module, args, kwargs
         if self.enable_thresholding:  # image threshold only: the pixel threshold falls back to it
             self._image_threshold_metric.update(outputs)
@@ -358,7 +358,7 @@ class ISPADEvaluator(Evaluator):
     def ispad_metrics(self) -> ISPADMetrics:
         return self.test_metrics[0]
 
-    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001
+    def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         post = getattr(pl_module, "post_processor", None)
         if self.require_raw_scores and getattr(post, "enable_normalization", False):
@@ -368,7 +368,7 @@ class ISPADEvaluator(Evaluator):
                 "in the model's init_args (Python: post_processor=RawScorePostProcessor())."
             )
 
-    def _validation_threshold(self, pl_module) -> float:  # noqa: ANN001
+    def _validation_threshold(self, pl_module) -> float:
         post = getattr(pl_module, "post_processor", None)
         value = getattr(post, "image_threshold", None)
         value = float(value) if value is not None else float("nan")
@@ -380,7 +380,7 @@ class ISPADEvaluator(Evaluator):
             )
         return value
 
-    def on_test_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
         metric = self.ispad_metrics
         mode = self.threshold_mode  # re-read each epoch, so the mode may be switched between tests
         if mode == "validation":

@@ -31,7 +31,7 @@ import numpy as np
 
 from ispad_bench.metrics.bootstrap_pixel import pixel_replicates
 from ispad_bench.metrics.crossfit import cross_fit, cross_fit_halves, strata
-from ispad_bench.metrics.functional import _binary, _maps3d, _scores, evaluate
+from ispad_bench.metrics.functional import as_binary, as_maps3d, as_scores, evaluate
 
 IMAGE_KEYS = ("image_auroc", "threshold", "f1", "mcc", "recall", "precision", "fpr")
 CROSSFIT_KEYS = ("mcc_crossfit", "recall_crossfit", "precision_crossfit", "fpr_crossfit", "f1_crossfit")
@@ -83,7 +83,7 @@ def resample_weights(labels: Any, groups: Any = None, *, n: int = 1000, seed: in
     Within a stratum the images are ordered by ``ids`` (e.g. image paths) when given, so two
     methods evaluated on the same images in a different order still get the same resamples.
     """
-    labels = _binary(labels, "image_labels").ravel()
+    labels = as_binary(labels, "image_labels").ravel()
     names = strata(labels, groups)
     keys = np.arange(labels.size).astype(str) if ids is None else np.asarray([str(i) for i in ids])
     if keys.size != labels.size:
@@ -242,8 +242,8 @@ def bootstrap(
         estimate: the :func:`evaluate` result of these inputs when already computed (saves
             sorting the maps twice); it is taken as given.
     """
-    scores = _scores(image_scores, "image_scores").ravel().astype(np.float64)
-    labels = _binary(image_labels, "image_labels").ravel()
+    scores = as_scores(image_scores, "image_scores").ravel().astype(np.float64)
+    labels = as_binary(image_labels, "image_labels").ravel()
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if estimate is None:
@@ -266,8 +266,8 @@ def bootstrap(
         estimate.update({f"{k}_crossfit": cf[k] for k in ("mcc", "recall", "precision", "fpr", "f1")})
     reps = _image_replicates(scores, labels, weights, threshold, in_a)
     if anomaly_maps is not None:
-        maps = _maps3d(_scores(anomaly_maps, "anomaly_maps"), "anomaly_maps")
-        masks = _maps3d(_binary(gt_masks, "gt_masks"), "gt_masks")
+        maps = as_maps3d(as_scores(anomaly_maps, "anomaly_maps"), "anomaly_maps")
+        masks = as_maps3d(as_binary(gt_masks, "gt_masks"), "gt_masks")
         if not workers:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             workers = min(8, cores)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import ndimage, sparse
 
-from ispad_bench.metrics.functional import _STRUCT_8
+from ispad_bench.metrics.functional import STRUCT_8
 
 _CELLS = 1 << 23  # int32 count cells per chunk of defect scores (32 MB)
 
@@ -80,7 +80,7 @@ def pixel_replicates(maps, masks, weights, thresholds, limit, workers) -> dict[s
         return {"pixel_auroc": nan, "pro": nan, "aupro": nan}
     dimg = np.nonzero(defective)[0]
     dmasks = masks[dimg]
-    regions, n_regions = ndimage.label(dmasks, structure=_STRUCT_8)
+    regions, n_regions = ndimage.label(dmasks, structure=STRUCT_8)
     region_of = regions[dmasks] - 1
     pos = maps[dimg][dmasks]
     dloc = np.nonzero(dmasks)[0]  # defective image (0..Nd-1) of every defect pixel, same order

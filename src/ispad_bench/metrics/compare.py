@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ispad_bench.metrics.bootstrap import BootstrapResult, percentile_interval
-from ispad_bench.metrics.functional import _binary, _scores
+from ispad_bench.metrics.functional import as_binary, as_scores
 
 
 def paired_difference(a: Any, b: Any, level: float = 0.95) -> dict[str, float]:
@@ -63,9 +63,9 @@ def delong(scores_a: Any, scores_b: Any, labels: Any) -> dict[str, float]:
     (normal approximation). Identical placements (e.g. two perfect separators) give se 0, z 0
     and p 1 when the AUROCs are equal.
     """
-    sa = _scores(scores_a, "scores_a").ravel().astype(np.float64)
-    sb = _scores(scores_b, "scores_b").ravel().astype(np.float64)
-    y = _binary(labels, "labels").ravel()
+    sa = as_scores(scores_a, "scores_a").ravel().astype(np.float64)
+    sb = as_scores(scores_b, "scores_b").ravel().astype(np.float64)
+    y = as_binary(labels, "labels").ravel()
     if not sa.size == sb.size == y.size:
         raise ValueError(f"scores_a ({sa.size}), scores_b ({sb.size}) and labels ({y.size}) differ in length")
     m, n = int(y.sum()), int((~y).sum())

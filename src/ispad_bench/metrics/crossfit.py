@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ispad_bench.metrics.functional import (
-    _binary,
-    _scores,
+    as_binary,
+    as_scores,
     confusion_metrics,
     f1_optimal_threshold,
 )
@@ -46,7 +46,7 @@ def cross_fit_halves(labels: Any, groups: Any = None, seed: int = 0) -> np.ndarr
     evenly to within one image, and the odd images of small strata (a group with one defect)
     alternate between the halves instead of all landing on one side.
     """
-    labels = _binary(labels, "image_labels").ravel()
+    labels = as_binary(labels, "image_labels").ravel()
     names = strata(labels, groups)
     rng = np.random.default_rng(seed)
     mask = np.zeros(labels.size, bool)
@@ -64,8 +64,8 @@ def cross_fit(image_scores: Any, image_labels: Any, groups: Any = None, *, seed:
     ``threshold_b`` (fitted on half A / B: the midpoint of the F1-optimal gap). Needs at least
     one defective image in each half (two in the set); otherwise ``ValueError``.
     """
-    scores = _scores(image_scores, "image_scores").ravel().astype(np.float64)
-    labels = _binary(image_labels, "image_labels").ravel()
+    scores = as_scores(image_scores, "image_scores").ravel().astype(np.float64)
+    labels = as_binary(image_labels, "image_labels").ravel()
     if scores.size != labels.size:
         raise ValueError(f"image_scores has {scores.size} values but image_labels {labels.size}")
     in_a = cross_fit_halves(labels, groups, seed)

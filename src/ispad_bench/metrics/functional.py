@@ -1,4 +1,4 @@
-"""Exact image and pixel metrics of the paper's protocol (§5.1; SPEC §3), fast on CPU.
+"""Exact image and pixel metrics of the paper's protocol (§4.3.6, §5.1), fast on CPU.
 
 Conventions (also in docs/metrics.md):
 
@@ -30,8 +30,8 @@ import numpy as np
 from scipy import ndimage
 
 _CHUNK = 1 << 22  # defect-free pixels sorted per task: 16 MB of float32, cache friendly
-_STRUCT_8 = np.zeros((3, 3, 3), dtype=bool)  # 8-connected in-plane, never across images
-_STRUCT_8[1] = True
+STRUCT_8 = np.zeros((3, 3, 3), dtype=bool)  # 8-connected in-plane, never across images
+STRUCT_8[1] = True
 
 
 # --------------------------------------------------------------------------- input handling
@@ -48,7 +48,7 @@ def _as_numpy(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _scores(x: Any, name: str) -> np.ndarray:
+def as_scores(x: Any, name: str) -> np.ndarray:
     arr = _as_numpy(x, name)
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{name}: expected numeric scores, got dtype {arr.dtype}")
@@ -60,7 +60,7 @@ def _scores(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _binary(x: Any, name: str) -> np.ndarray:
+def as_binary(x: Any, name: str) -> np.ndarray:
     """Boolean version of a {0,1} / {0,255} / bool array; anything else is a ValueError."""
     arr = _as_numpy(x, name)
     if arr.dtype == bool:
@@ -77,7 +77,7 @@ def _binary(x: Any, name: str) -> np.ndarray:
     return nz
 
 
-def _maps3d(x: np.ndarray, name: str) -> np.ndarray:
+def as_maps3d(x: np.ndarray, name: str) -> np.ndarray:
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim == 2:
@@ -136,8 +136,8 @@ def f1_optimal_threshold(scores: Any, labels: Any) -> float:
     Candidates are the distinct scores; exact F1 ties go to the highest score. Raises
     ``ValueError`` when ``labels`` has no defective sample (F1 is 0 for every threshold).
     """
-    scores = _scores(scores, "image_scores").ravel()
-    labels = _binary(labels, "image_labels").ravel()
+    scores = as_scores(scores, "image_scores").ravel()
+    labels = as_binary(labels, "image_labels").ravel()
     if scores.size != labels.size:
         raise ValueError(f"image_scores has {scores.size} values but image_labels {labels.size}")
     n_pos = int(labels.sum())
@@ -187,7 +187,7 @@ def held_out_split(labels: Any, groups: Any = None, *, fraction: float = 0.5, se
     ``fraction`` of each stratum (group, else label) goes to the fit part, at least one image of
     every stratum with two or more images on each side.
     """
-    labels = _binary(labels, "labels").ravel()
+    labels = as_binary(labels, "labels").ravel()
     strata = labels.astype(str) if groups is None else np.asarray([str(g) for g in groups])
     if strata.size != labels.size:
         raise ValueError(f"groups has {strata.size} entries but there are {labels.size} labels")
@@ -287,8 +287,8 @@ def pixel_metrics(
     ``nan`` + ``RuntimeWarning`` where undefined: no defect region (all three), no defect-free
     pixel (pixel AUROC, AUPRO). Also returns ``n_regions``.
     """
-    maps = _maps3d(_scores(anomaly_maps, "anomaly_maps"), "anomaly_maps")
-    masks = _maps3d(_binary(gt_masks, "gt_masks"), "gt_masks")
+    maps = as_maps3d(as_scores(anomaly_maps, "anomaly_maps"), "anomaly_maps")
+    masks = as_maps3d(as_binary(gt_masks, "gt_masks"), "gt_masks")
     if maps.shape != masks.shape:
         raise ValueError(f"anomaly_maps shape {tuple(maps.shape)} != gt_masks shape {tuple(masks.shape)}")
     if not 0.0 < aupro_limit <= 1.0:
@@ -304,7 +304,7 @@ def pixel_metrics(
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return out
     dmaps, dmasks = maps[defective], masks[defective]
-    regions, n_regions = ndimage.label(dmasks, structure=_STRUCT_8)
+    regions, n_regions = ndimage.label(dmasks, structure=STRUCT_8)
     region_of = regions[dmasks]  # region id (1..R) of every defect pixel
     pos = dmaps[dmasks]
     sizes = np.bincount(region_of, minlength=n_regions + 1)[1:].astype(np.float64)
@@ -354,8 +354,8 @@ def evaluate(
         dict with image_auroc, threshold, f1, mcc, recall, precision, fpr, tn, tp, fn, fp and,
         with maps, pixel_auroc, pro, aupro, n_regions (+ the group keys).
     """
-    scores = _scores(image_scores, "image_scores").ravel()
-    labels = _binary(image_labels, "image_labels").ravel()
+    scores = as_scores(image_scores, "image_scores").ravel()
+    labels = as_binary(image_labels, "image_labels").ravel()
     if scores.size != labels.size:
         raise ValueError(f"image_scores has {scores.size} values but image_labels {labels.size}")
     if scores.size == 0:
@@ -378,7 +378,7 @@ def evaluate(
         )
     )
     if anomaly_maps is not None:
-        masks = _maps3d(_binary(gt_masks, "gt_masks"), "gt_masks")
+        masks = as_maps3d(as_binary(gt_masks, "gt_masks"), "gt_masks")
         if masks.shape[0] != labels.size:
             raise ValueError(f"gt_masks has {masks.shape[0]} masks but there are {labels.size} image labels")
         has_defect = masks.reshape(masks.shape[0], -1).any(axis=1)

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from ispad_bench.metrics.bootstrap import BootstrapResult, bootstrap
 from ispad_bench.metrics.crossfit import CROSSFIT_KEYS, cross_fit, cross_fit_halves
-from ispad_bench.metrics.functional import _STRUCT_8, group_breakdown
+from ispad_bench.metrics.functional import STRUCT_8, group_breakdown
 
 CONFUSION_KEYS = (*CROSSFIT_KEYS, "tn", "fp", "fn", "tp")
 
@@ -40,7 +40,7 @@ def _pro_per_image(maps: np.ndarray, masks: np.ndarray, thresholds: np.ndarray) 
     if not defective.any():
         return math.nan
     dmasks = masks[defective]
-    regions, n_regions = ndimage.label(dmasks, structure=_STRUCT_8)
+    regions, n_regions = ndimage.label(dmasks, structure=STRUCT_8)
     region_of = regions[dmasks]
     pixel_thr = thresholds[defective][np.nonzero(dmasks)[0]]
     hit = np.bincount(region_of, weights=maps[defective][dmasks] >= pixel_thr, minlength=n_regions + 1)[1:]

@@ -1,4 +1,12 @@
-"""ISP-AD methods as Anomalib models (heavy imports load on first attribute access)."""
+"""The paper's methods as Anomalib models (layer: models; uses data/metrics only through configs).
+
+Public surface: ``GlassISPAD``, ``EfficientAdISPAD``, ``UflowISPAD``, ``Ddad``, ``MixedSupervised``
+(each a folder or module with ``torch_model``/``lightning_model``), offline weight lookup
+(``weights``, ``fetch``) and the ``weights fetch|check`` command (``cli``). Heavy imports load on
+first attribute access.
+"""
+
+from ispad_bench.lazy import lazy_attributes
 
 _LAZY = {
     "GlassISPAD": "ispad_bench.models.glass",
@@ -7,14 +15,5 @@ _LAZY = {
     "Ddad": "ispad_bench.models.ddad",
     "MixedSupervised": "ispad_bench.models.mixed_supervised",
 }
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ispad_bench.models' has no attribute {name!r}")
-
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 __all__ = sorted(_LAZY)

@@ -51,10 +51,10 @@ class WeightFile:
     @property
     def present(self) -> bool:
         if self.kind in ("timm", "hf"):
-            return _hf_cached(*self._hf()) is not None
+            return _hf_cached(*self.hf_parts()) is not None
         return (self.marker or self.path).exists()
 
-    def _hf(self) -> tuple[str, str]:
+    def hf_parts(self) -> tuple[str, str]:
         repo, _, filename = self.name.partition(":")
         return repo, filename or "model.safetensors"
 
@@ -142,7 +142,7 @@ def recording(found: list[WeightFile], init_args: dict[str, Any] | None = None) 
 
     def load_state_dict(self, state_dict, *args, **kwargs):
         if isinstance(state_dict, _NoWeights):
-            return torch.nn.modules.module._IncompatibleKeys([], [])
+            return torch.nn.modules.module._IncompatibleKeys([], [])  # noqa: SLF001 (what load_state_dict returns)
         return real_load(self, state_dict, *args, **kwargs)
 
     def hf_download(repo_id, filename, *args, **kwargs):
@@ -254,7 +254,7 @@ def fetch(file: WeightFile, progress) -> Path:
     if file.kind in ("timm", "hf"):
         from huggingface_hub import hf_hub_download
 
-        repo, filename = file._hf()
+        repo, filename = file.hf_parts()
         return Path(hf_hub_download(repo, filename, endpoint=os.environ.get("HF_ENDPOINT") or None))
     if file.kind == "anomalib":
         from anomalib.data.utils.download import extract

@@ -1,7 +1,11 @@
-"""The benchmark sweep: grid expansion, resumable job runner, executors, tables and figures.
+"""The benchmark sweep (layer: sweep; plans and runs, never renders — the report is ``ispad_bench.report``).
 
-``ispad-bench sweep --all`` expands methods x modalities x seeds (plus the supervised rows of
-Tables 2-3) from ``configs/``, runs every job through Anomalib's ``Engine`` in its own process
-and writes one JSON record per job; ``ispad-bench report RUNS_DIR`` turns the records into the
-paper's Tables 2-6 with a delta-to-paper column, anomaly-map overlay grids and ROC curves.
+Plan: ``profile`` (named settings, supervised rows) -> ``catalog`` (configs for Anomalib models and
+class paths) -> ``grid`` (the ``Selection`` of methods x modalities, made once, and its jobs) ->
+``overrides`` (command-line overrides fitted to each method) -> ``resolve`` (each job's config as
+``anomalib train`` parses it, and its key).
+Run: ``runner`` (skip finished jobs, record every outcome) -> ``executors`` (local, ``--devices``,
+Ray; one process per attempt) -> ``job`` (fit + test through Anomalib's ``Engine``, with the
+``callbacks`` and ``procedure`` tracking) -> ``records`` (a job folder's files). ``lock``: one
+sweep per folder. ``cli``: ``ispad-bench sweep``, ``methods``, ``config``.
 """

@@ -1,15 +1,21 @@
-"""``ispad-bench sweep`` (run the grid) and ``ispad-bench report`` (tables and figures)."""
+"""``ispad-bench sweep`` (run the grid, then the report), ``methods`` (what it can run) and
+``config`` (the resolved config of one job)."""
 
 from __future__ import annotations
 
-import sys
+import inspect
+import json
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ispad_bench import paper
+from ispad_bench.cli import comma_list
+from ispad_bench.sweep.grid import method_configs, select_methods
+from ispad_bench.sweep.profile import default_configs_dir, load_profile
 
 EXECUTORS = ("local", "ray")
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def add_parser(subparsers) -> None:
@@ -21,16 +27,16 @@ def add_parser(subparsers) -> None:
         "accepts the key (skipped, with a note, for the others); --<method>.a.b.c value applies to one method.",
     )
     sweep.add_argument("--all", action="store_true", help="every method that has configs (paper order)")
-    sweep.add_argument("--methods", type=_csv, help="comma list, e.g. glass,uflow")
-    sweep.add_argument("--modalities", type=_csv, help="comma list (default: LSM-1,LSM-2,ASM)")
-    sweep.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], help="comma list (default: profile's)")
-    sweep.add_argument("--rows", type=_csv, help="supervised rows, e.g. none,mixed-1_16 (default: profile's)")
+    sweep.add_argument("--methods", type=comma_list, help="comma list, e.g. glass,uflow")
+    sweep.add_argument("--modalities", type=comma_list, help="comma list (default: LSM-1,LSM-2,ASM)")
+    sweep.add_argument("--seeds", type=lambda s: [int(x) for x in comma_list(s)], help="comma list (default: profile's)")
+    sweep.add_argument("--rows", type=comma_list, help="supervised rows, e.g. none,mixed-1_16 (default: profile's)")
     sweep.add_argument("--data-root", type=Path, help="dataset root (overrides data.init_args.root)")
     sweep.add_argument("--out", type=Path, help="sweep folder (default: results/runs/<profile>)")
     sweep.add_argument("--profile", default="paper", help="settings profile in configs/profiles/ (paper, official, smoke)")
     sweep.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
     sweep.add_argument("--dry-run", action="store_true", help="print the grid with each job's status and exit")
-    sweep.add_argument("--devices", type=_csv, help="GPU ids, one job per GPU at a time, e.g. 0,1")
+    sweep.add_argument("--devices", type=comma_list, help="GPU ids, one job per GPU at a time, e.g. 0,1")
     sweep.add_argument("--executor", choices=EXECUTORS, default="local")
     sweep.add_argument("--ray-address", help="Ray cluster address (default: start/join a local Ray)")
     sweep.add_argument("--gpus-per-job", type=float, default=None, help="Ray: GPUs per task (default 1 if any)")
@@ -48,14 +54,28 @@ def add_parser(subparsers) -> None:
                        help="an override for one method, e.g. glass:model.init_args.lr=1e-4 (repeatable)")
     sweep.set_defaults(func=main_sweep, accepts_overrides=True)
 
-    report = subparsers.add_parser("report", help="tables (md/csv/tex) and figures from a sweep folder")
-    report.add_argument("runs_dir", type=Path, nargs="?", help="sweep folder (holding */record.json)")
-    report.add_argument("--out", type=Path, help="where to write (default: RUNS_DIR; with --paper: results/paper)")
-    report.add_argument("--no-figures", action="store_true")
-    report.add_argument("--paper", action="store_true", help="write the paper's Tables 2-6 (tables.md) instead")
-    report.set_defaults(func=main_report)
+    methods = subparsers.add_parser("methods", help="list every method the sweep can run (paper configs, Anomalib models)")
+    methods.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
+    methods.add_argument("--profile", default="smoke", help="profile whose status is shown (default: smoke)")
+    methods.add_argument("--json", action="store_true", help="machine-readable output")
+    methods.set_defaults(func=main_methods)
+
+    config = subparsers.add_parser("config", help="print the complete resolved config a sweep job would run",
+                                   description="Unknown --a.b.c value arguments are config overrides.")
+    config.add_argument("method", help="configs/ folder name, Anomalib model name, or a dotted class path")
+    config.add_argument("--modality", default="LSM-1")
+    config.add_argument("--profile", default="paper")
+    config.add_argument("--seed", type=int, default=0)
+    config.add_argument("--data-root", type=Path)
+    config.add_argument("--configs", type=Path)
+    config.set_defaults(func=main_config, accepts_overrides=True)
 
 
+def _configs_dir(path: Path | None) -> Path:
+    return (path or default_configs_dir()).resolve()
+
+
+# ------------------------------------------------------------------------------ sweep
 def _make_executor(args):
     from ispad_bench.sweep.executors import DevicesExecutor, LocalExecutor, RayExecutor
 
@@ -91,42 +111,52 @@ def _status_table(jobs, out_dir: Path):
     return table
 
 
+def check_weights(jobs, console) -> bool:
+    """The sweep's pre-flight: True when every job's weight files are present (else says what to fetch)."""
+    from ispad_bench.sweep.catalog import missing_job_weights
+
+    missing = missing_job_weights(jobs)
+    if not missing:
+        return True
+    methods = sorted({label.split(" ")[0] for label in missing})
+    console.print(f"[red]sweep: {len(missing)} job(s) need weight files that are not present:[/]")
+    for f in sorted({f.describe() for files in missing.values() for f in files}):
+        console.print(f"  missing: {f}")
+    console.print(f"fetch them once with `ispad-bench weights fetch --methods {','.join(methods)}` (online), "
+                  "set `pre_trained: false`, or pass --skip-weights-check")
+    return False
+
+
 def main_sweep(args) -> int:
     from rich.console import Console
 
+    from ispad_bench.report.write import no_success_message, write_report
     from ispad_bench.sweep import grid
     from ispad_bench.sweep.lock import SweepLock, SweepLocked
     from ispad_bench.sweep.overrides import for_sweep as fit_overrides
-    from ispad_bench.sweep.report import no_success_message, write_report
+    from ispad_bench.sweep.resolve import resolve
     from ispad_bench.sweep.runner import run_jobs
 
     console = Console(stderr=True)
     if not args.all and not args.methods:
         console.print("[red]sweep: choose --all or --methods a,b[/]")
         return 2
-    configs = (args.configs or grid.default_configs_dir()).resolve()
+    configs = _configs_dir(args.configs)
+    threshold = [f"--model.init_args.evaluator.init_args.threshold={args.threshold}"] if args.threshold else []
     try:
-        profile = grid.load_profile(args.profile, configs)
-        plan = fit_overrides(configs, None if args.all and not args.methods else args.methods, args.modalities,
-                             list(getattr(args, "overrides", []) or []), getattr(args, "override", None), profile)
-        jobs = grid.expand(
-            configs,
-            profile,
-            methods=None if args.all and not args.methods else args.methods,
-            modalities=args.modalities,
-            seeds=args.seeds,
-            rows=args.rows,
-            data_root=args.data_root,
-            overrides={m: a + ([f"--model.init_args.evaluator.init_args.threshold={args.threshold}"]
-                               if args.threshold else []) for m, a in plan.args.items()},
-        )
+        profile = load_profile(args.profile, configs)
+        selection = grid.select(configs, profile, args.methods, args.modalities)  # once: overrides and grid share it
+        plan = fit_overrides(configs, None, None, list(getattr(args, "overrides", []) or []),
+                             getattr(args, "override", None), profile, selection=selection)
+        jobs = grid.expand(configs, profile, seeds=args.seeds, rows=args.rows, data_root=args.data_root,
+                           overrides={m: a + threshold for m, a in plan.args.items()}, selection=selection)
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]sweep: {err}[/]")
         return 2
     for note in plan.notes:
         console.print(f"[yellow]{note}[/]")
     if args.all and not args.methods:
-        missing = [m for m in grid.PAPER_METHODS if m not in grid.method_configs(configs)]
+        missing = [m for m in paper.PAPER_METHODS if m not in selection.available]
         if missing:
             console.print(f"[yellow]no configs yet for {', '.join(missing)} in {configs}: not in this sweep[/]")
     out_dir = (args.out or Path("results/runs") / args.profile).resolve()
@@ -134,17 +164,15 @@ def main_sweep(args) -> int:
     resolved = []
     for job in jobs:
         try:
-            resolved.append(grid.resolve(job))
-        except (Exception, SystemExit) as err:  # jsonargparse exits on a bad config (its message is printed)
+            resolved.append(resolve(job))
+        except (Exception, SystemExit) as err:  # noqa: BLE001 (jsonargparse exits on a bad config; its message is printed)
             why = "" if isinstance(err, SystemExit) else f": {err}"  # not SystemExit's bare exit code (': 2')
             console.print(f"[red]sweep: bad config for {job.label()} ({job.config_file}){why}[/]")
             return 2
     if args.dry_run:
         Console().print(_status_table(resolved, out_dir))
         return 0
-    from ispad_bench.sweep.methods_cli import check_before_sweep
-
-    if not args.skip_weights_check and not check_before_sweep(resolved, console):
+    if not args.skip_weights_check and not check_weights(resolved, console):
         return 2
     try:
         executor = _make_executor(args)
@@ -173,27 +201,129 @@ def main_sweep(args) -> int:
         console.print(f"[red]report: {message}[/]", highlight=False, soft_wrap=True)
     elif not args.no_report:
         paths = write_report(out_dir)
-        console.print(f"report: {paths['md']} (also .csv/.tex)" + (f", figures in {out_dir / 'figures'}"
-                                                                    if any(k.startswith(('roc', 'overlay')) for k in paths) else ""))
+        figures = any(k.startswith(("roc", "overlay")) for k in paths)
+        console.print(f"report: {paths['md']} (also .csv/.tex)" + (f", figures in {out_dir / 'figures'}" if figures else ""))
     return 0 if summary.success else 1
 
 
-def main_report(args) -> int:
-    from ispad_bench.sweep import records
-    from ispad_bench.sweep.report import no_success_message, paper_markdown, write_report
+# ------------------------------------------------------------------------------ methods, config
+def method_listing(configs: Path, profile_name: str, only: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per method: paper configs, then Anomalib image models, then refused models
+    (``only``: just these names, in that order)."""
+    from ispad_bench.models.fetch import needed_files
+    from ispad_bench.sweep.catalog import (
+        MAX_EPOCHS,
+        VIDEO_REASON,
+        anomalib_image_models,
+        anomalib_video_models,
+        class_path,
+        expand_names,
+        is_class_path,
+        learning_type,
+        method_model,
+        one_epoch,
+        protocol_notes,
+        refusal,
+    )
 
-    if args.paper:
-        path = (args.out or Path("results/paper")) / "tables.md"
-        records.atomic_write_bytes(path, paper_markdown().encode())
-        print(f"md: {path}")
+    configured = method_configs(configs)
+    try:
+        profile = load_profile(profile_name, configs)
+        in_profile = set(select_methods(configured, None)) | set(expand_names(profile.include, configured))
+    except (FileNotFoundError, ValueError):
+        profile, in_profile = None, set()
+    names = select_methods(configured, None)
+    names += [n for n in anomalib_image_models() if n not in configured]
+    names += [n for n in profile.include if is_class_path(n)] if profile else []
+    video = anomalib_video_models()
+    names = names if only is None else [n for n in only if n not in video]
+    out = []
+    for name in names:
+        row: dict[str, Any] = {"method": name}
+        reason = refusal(name)
+        try:
+            cls, init_args = method_model(name, configured)
+        except ValueError as err:
+            out.append({**row, "source": "?", "refused": str(err)})
+            continue
+        source = "class path" if is_class_path(name) else "anomalib"
+        row["source"] = "paper config" if name in configured else source
+        row["class_path"] = class_path(cls)
+        row["learning_type"] = learning_type(cls)
+        if name in paper.SUPERVISED_METHODS:  # Anomalib has no supervised learning type; the engine sees one_class
+            row["learning_type"] = "mixed_supervised"
+        if reason:
+            out.append({**row, "refused": reason})
+            continue
+        files, error = needed_files(cls, init_args)
+        row["weights"] = [{"file": f.name, "kind": f.kind, "present": f.present} for f in files]
+        if error:
+            row["weights_error"] = error
+        has_switch = "pre_trained" in inspect.signature(cls).parameters
+        random_files = needed_files(cls, {**init_args, "pre_trained": False})[0] if has_switch else files
+        short = ", ".join(short_weight_name(f.name) for f in random_files)
+        needs = f"needs {short}" if has_switch else f"no switch: needs {short}"
+        row["random_weights"] = "yes" if not random_files else needs
+        if name in configured:
+            row["epochs"], row["notes"] = "as configured", []
+        else:
+            row["epochs"] = "1" if one_epoch(cls) else f"<= {MAX_EPOCHS}, early stop"
+            row["notes"] = protocol_notes(cls)
+        row[profile_name] = "in profile" if name in in_profile else "-"
+        out.append(row)
+    for name in video if only is None else [n for n in only if n in video]:
+        out.append({"method": name, "source": "anomalib (video)", "refused": VIDEO_REASON})
+    return out
+
+
+def short_weight_name(name: str) -> str:
+    """``timm/resnet18.a1_in1k:model.safetensors`` -> ``timm/resnet18.a1_in1k``."""
+    return name.split(":", 1)[0]
+
+
+def main_methods(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    data = method_listing(_configs_dir(args.configs), args.profile)
+    if args.json:
+        print(json.dumps(data, indent=1))
         return 0
-    if args.runs_dir is None or not args.runs_dir.is_dir():
-        print(f"report: {args.runs_dir} is not a folder (give the sweep folder, or --paper)", file=sys.stderr)
+    table = Table(title="methods the sweep can run (ispad-bench sweep --methods NAME; class paths work too)")
+    for col in ("method", "source", "learning", "weights (present/needed)", "pre_trained: false", "epochs",
+                args.profile, "notes / refused because"):
+        table.add_column(col)
+    for r in data:
+        weights = r.get("weights", [])
+        have = sum(w["present"] for w in weights)
+        wtext = f"{have}/{len(weights)} " + ", ".join(short_weight_name(w["file"]) for w in weights) if weights else "none"
+        note = r.get("refused") or "; ".join(r.get("notes", []))
+        table.add_row(r["method"], r.get("source", ""), r.get("learning_type", ""), "" if r.get("refused") else wtext,
+                      r.get("random_weights", ""), r.get("epochs", ""), r.get(args.profile, ""),
+                      f"[red]refused:[/] {note}" if r.get("refused") else note)
+    Console(width=200).print(table)
+    runnable = sum(1 for r in data if not r.get("refused"))
+    print(f"{runnable} runnable, {len(data) - runnable} refused")
+    return 0
+
+
+def main_config(args) -> int:
+    import sys
+
+    from ispad_bench.sweep import grid
+    from ispad_bench.sweep.resolve import resolve
+
+    configs = _configs_dir(args.configs)
+    try:
+        profile = load_profile(args.profile, configs)
+        jobs = grid.expand(configs, profile, methods=[args.method], modalities=[args.modality], seeds=[args.seed],
+                           data_root=args.data_root, overrides=list(getattr(args, "overrides", []) or []))
+        if not jobs:
+            raise ValueError(f"{args.method} has no config for {args.modality}")
+        job = resolve(jobs[0])
+    except (FileNotFoundError, ValueError) as err:
+        print(f"config: {err}", file=sys.stderr)
         return 2
-    paths = write_report(args.runs_dir, args.out, figures=not args.no_figures)
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    if message := no_success_message(args.runs_dir):
-        print(f"report: {message}", file=sys.stderr)
-        return 1
+    print(f"# {job.label()} (profile {args.profile}); run: anomalib train --config <this file>")
+    print(yaml.safe_dump(job.config, sort_keys=False), end="")
     return 0

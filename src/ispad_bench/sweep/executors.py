@@ -25,8 +25,8 @@ SERVER_DIED = -1000  # pseudo return code: the fork server died, so the job's ex
 
 
 @dataclass
-class Task:
-    """A prepared attempt of one job: its spec file (written by the runner) and log file."""
+class Attempt:
+    """One try at running a job: its spec file ``job.json`` (written by the runner) and log file."""
 
     index: int
     spec: dict
@@ -57,7 +57,7 @@ def _bind_to_parent(parent_pid: int) -> Callable[[], None]:
 _FORK_CONTEXT = None
 # Imported once by the fork server (anomalib.cli pulls in every Anomalib model and Lightning).
 PRELOAD = ("ispad_bench.sweep.forkserver_quiet", "torch", "lightning", "anomalib.cli", "ispad_bench.sweep.job", "ispad_bench.sweep.callbacks",
-           "ispad_bench.sweep.grid", "ispad_bench.data", "ispad_bench.sweep.forkserver_exit")
+           "ispad_bench.sweep.resolve", "ispad_bench.data", "ispad_bench.sweep.forkserver_exit")
 
 
 def _fork_context():
@@ -88,10 +88,10 @@ def _forked_job(spec_path: str, log_path: str, env: dict[str, str], server_pid: 
     # multiprocessing hands every forked child the write end of the server's "alive" pipe, so the
     # server only exits once the sweep AND all jobs are gone: a job would outlive a killed sweep.
     # Dropping it here lets the server exit with the sweep, and PDEATHSIG then ends this job.
-    alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)  # noqa: SLF001
+    alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)  # noqa: SLF001 (multiprocessing keeps the pipe private)
     if alive is not None:
         os.close(alive)
-        forkserver._forkserver._forkserver_alive_fd = None  # noqa: SLF001
+        forkserver._forkserver._forkserver_alive_fd = None  # noqa: SLF001 (see above)
     if os.getppid() != server_pid:  # the server (and so the sweep) died before prctl took effect
         os._exit(1)
     os.environ.update(env)
@@ -183,10 +183,10 @@ class LocalExecutor:
     def parallelism(self) -> int:
         return 1
 
-    def run(self, tasks: Sequence[Task], on_start, on_done) -> None:
-        for task in tasks:
-            on_start(task, None)
-            on_done(task, Outcome(launch(task.spec_path, task.log_path, timeout=self.timeout)))
+    def run(self, attempts: Sequence[Attempt], on_start, on_done) -> None:
+        for attempt in attempts:
+            on_start(attempt, None)
+            on_done(attempt, Outcome(launch(attempt.spec_path, attempt.log_path, timeout=self.timeout)))
 
 
 class DevicesExecutor:
@@ -204,25 +204,25 @@ class DevicesExecutor:
     def parallelism(self) -> int:
         return len(self.devices)
 
-    def run(self, tasks: Sequence[Task], on_start, on_done) -> None:
-        todo: queue.Queue[Task] = queue.Queue()
-        for task in tasks:
-            todo.put(task)
+    def run(self, attempts: Sequence[Attempt], on_start, on_done) -> None:
+        todo: queue.Queue[Attempt] = queue.Queue()
+        for attempt in attempts:
+            todo.put(attempt)
         lock = threading.Lock()
         errors: list[BaseException] = []
 
         def worker(device: str) -> None:
             while not errors:
                 try:
-                    task = todo.get_nowait()
+                    attempt = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
                     with lock:
-                        on_start(task, device)
-                    rc = launch(task.spec_path, task.log_path, {"CUDA_VISIBLE_DEVICES": device}, self.timeout)
+                        on_start(attempt, device)
+                    rc = launch(attempt.spec_path, attempt.log_path, {"CUDA_VISIBLE_DEVICES": device}, self.timeout)
                     with lock:
-                        on_done(task, Outcome(rc, device=device))
+                        on_done(attempt, Outcome(rc, device=device))
                 except BaseException as err:  # noqa: BLE001 (re-raised in the main thread)
                     errors.append(err)
                     return
@@ -238,18 +238,19 @@ class DevicesExecutor:
 
 def _ray_task(spec: dict, spec_text: str, timeout: float | None) -> tuple[int | None, str | None, str]:
     """Body of a Ray task: write the spec where the job expects it, run the job, return its record."""
+    from ispad_bench.files import atomic_write_bytes
     from ispad_bench.sweep import records
 
     job_dir = Path(spec["job_dir"])
     spec_path = job_dir / records.SPEC
-    records.atomic_write_bytes(spec_path, spec_text.encode())
+    atomic_write_bytes(spec_path, spec_text.encode())
     rc = launch(spec_path, job_dir / records.LOG, timeout=timeout)
     record = job_dir / records.RECORD
     return rc, (record.read_text() if record.is_file() else None), os.uname().nodename
 
 
 class RayExecutor:
-    """Each job a Ray task on an existing cluster (``address``; default: start/join a local one).
+    """Each attempt a Ray task on an existing cluster (``address``; default: start/join a local one).
 
     A task asks for ``num_gpus`` GPUs (Ray then sets ``CUDA_VISIBLE_DEVICES``) or, without GPUs,
     ``num_cpus`` CPUs. The job writes into the sweep folder, which must be on a filesystem the
@@ -279,7 +280,7 @@ class RayExecutor:
             return max(1, int(res.get("GPU", 0) // self.num_gpus))
         return max(1, int(res.get("CPU", 1) // max(self.num_cpus, 1e-9)))
 
-    def run(self, tasks: Sequence[Task], on_start, on_done) -> None:
+    def run(self, attempts: Sequence[Attempt], on_start, on_done) -> None:
         import json
 
         ray = self.ray
@@ -289,17 +290,17 @@ class RayExecutor:
             ray.init(**kwargs, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus, max_retries=0)(_ray_task)
         pending = {}
-        for task in tasks:
-            on_start(task, "ray")
-            ref = remote.remote(task.spec, json.dumps(task.spec), self.timeout)
-            pending[ref] = task
+        for attempt in attempts:
+            on_start(attempt, "ray")
+            ref = remote.remote(attempt.spec, json.dumps(attempt.spec), self.timeout)
+            pending[ref] = attempt
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                task = pending.pop(ref)
+                attempt = pending.pop(ref)
                 try:
                     rc, record_text, node = ray.get(ref)
                 except Exception as err:  # noqa: BLE001 (worker died: the runner writes a failure record)
-                    on_done(task, Outcome(-1, device=f"ray: {type(err).__name__}: {err}"))
+                    on_done(attempt, Outcome(-1, device=f"ray: {type(err).__name__}: {err}"))
                     continue
-                on_done(task, Outcome(rc, record_text, device=f"ray:{node}"))
+                on_done(attempt, Outcome(rc, record_text, device=f"ray:{node}"))

@@ -1,4 +1,4 @@
-"""One sweep job, in its own process: ``python -m ispad_bench.sweep.job <job_dir>/job.json``.
+"""One attempt at a sweep job, in its own process: ``python -m ispad_bench.sweep.job <job_dir>/job.json``.
 
 Builds model, datamodule and trainer exactly as ``anomalib train --config`` would (same parser),
 seeds everything, runs ``Engine.fit`` then ``Engine.test`` with the config's evaluator, and writes
@@ -11,20 +11,19 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import platform
 import shutil
+import socket
+import subprocess
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ispad_bench.errors import one_line
+from ispad_bench.files import read_json, utc_now, write_json, write_npz
 from ispad_bench.sweep import records
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _error_kind(err: BaseException) -> str:
@@ -50,7 +49,7 @@ def _real_defects(datamodule) -> Any:
 
 
 def _to_dict(ns) -> dict:
-    return {k: ns[k] for k in ns.keys()} if hasattr(ns, "keys") else dict(ns)
+    return {k: ns[k] for k in ns.keys()}  # noqa: SIM118 (a jsonargparse Namespace: keys() is its API) if hasattr(ns, "keys") else dict(ns)
 
 
 def execute(spec: dict, state: dict) -> dict:
@@ -61,17 +60,19 @@ def execute(spec: dict, state: dict) -> dict:
     from anomalib.utils.config import update_config
 
     from ispad_bench.data.fingerprint import describe as describe_data
-    from ispad_bench.sweep import grid
+    from ispad_bench.sweep import resolve
     from ispad_bench.sweep.callbacks import FiniteLossGuard, PredictionCollector, TestTimer
     from ispad_bench.sweep.procedure import EpochTracker, describe
+    from ispad_bench.sweep.profile import Row
 
     job_dir = Path(spec["job_dir"])
     state["phase"] = "setup"
     lightning.seed_everything(spec["seed"], workers=True)
-    cfg = grid.parse(spec["config_file"], [*spec["args"], f"--default_root_dir={job_dir / 'anomalib'}"])
-    config = grid.config_dict(cfg)
-    key = grid.job_key(spec["method"], spec["modality"], spec["seed"], grid.Row.parse(spec["row"]) if spec["row"] else None, config)
-    parser = grid.train_parser()
+    cfg = resolve.parse(spec["config_file"], [*spec["args"], f"--default_root_dir={job_dir / records.ANOMALIB}"])
+    config = resolve.config_dict(cfg)
+    row = Row.parse(spec["row"]) if spec["row"] else None
+    key = resolve.job_key(spec["method"], spec["modality"], spec["seed"], row, config)
+    parser = resolve.train_parser()
     init = parser.instantiate_classes(update_config(cfg))
     model, datamodule = init.model, init.data
     if not spec.get("save_images", False) and hasattr(model, "visualizer"):
@@ -106,9 +107,7 @@ def execute(spec: dict, state: dict) -> dict:
     arrays = collector.arrays()
     if len(arrays["scores"]) and not np.isfinite(arrays["scores"]).all():
         raise FloatingPointError(f"{int((~np.isfinite(arrays['scores'])).sum())} non-finite test image scores")
-    records.write_npz(job_dir / records.PREDICTIONS, **arrays)
-    from ispad_bench.sweep.stats import BOOTSTRAP, save_bootstrap
-
+    write_npz(job_dir / records.PREDICTIONS, **arrays)
     uncertainty = save_bootstrap(job_dir, getattr(getattr(model, "evaluator", None), "bootstrap", None))
     return {
         "key_in_job": key,
@@ -121,10 +120,26 @@ def execute(spec: dict, state: dict) -> dict:
         "real_defects": _real_defects(datamodule),
         "uncertainty": uncertainty,
         "contamination": getattr(datamodule, "contamination_record", None),
-        "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": "anomalib",
-                      **({"bootstrap": BOOTSTRAP} if uncertainty else {})},
+        "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": records.ANOMALIB,
+                      **({"bootstrap": records.BOOTSTRAP} if uncertainty else {})},
         "data": describe_data(datamodule),  # root, file-list fingerprint, counts, ISP-AD or not (data/fingerprint.py)
     }
+
+
+def save_bootstrap(job_dir: Path, boot) -> dict | None:
+    """Write ``bootstrap.npz`` (the evaluator's replicates under the engine's metric names) and return
+    the record's ``uncertainty`` entry (n, seed, level, fingerprint, intervals), or ``None``."""
+    if boot is None:
+        return None
+    import numpy as np
+
+    from ispad_bench.metrics.anomalib import DISPLAY_NAMES
+
+    reps = {DISPLAY_NAMES.get(k, k): np.asarray(v, np.float32) for k, v in boot.replicates.items()}
+    write_npz(Path(job_dir) / records.BOOTSTRAP, **reps)
+    summary = boot.summary()
+    summary["intervals"] = {DISPLAY_NAMES.get(k, k): v for k, v in summary["intervals"].items()}
+    return summary
 
 
 def _checks(metrics: dict, arrays: dict) -> dict:
@@ -145,31 +160,81 @@ def _checks(metrics: dict, arrays: dict) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------ provenance of a record
+def versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("ispad-bench", "anomalib", "torch", "torchvision", "lightning", "numpy", "timm"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def git_revision() -> dict[str, Any]:
+    """Commit and dirty flag of the checkout this package runs from (``None`` outside git)."""
+    repo = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def device_info() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    if torch.cuda.is_available():
+        info["type"] = "cuda"
+        info["name"] = torch.cuda.get_device_name(0)
+    else:
+        info["type"] = "cpu"
+        info["name"] = platform.processor() or platform.machine()
+    return info
+
+
 def run(spec_path: Path) -> int:
     """Run the job described by ``spec_path``; always leaves a record for this attempt."""
-    spec = records.read_json(spec_path)
+    spec = read_json(spec_path)
     if spec is None:
         print(f"cannot read job spec {spec_path}", file=sys.stderr)
         return 2
     job_dir = Path(spec["job_dir"])
     job_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(job_dir / ".lock", "a")  # noqa: SIM115 (held for the process lifetime)
+    lock = open(job_dir / records.LOCK, "a")  # noqa: SIM115 (held for the process lifetime)
     fcntl.flock(lock, fcntl.LOCK_EX)  # wait for a stray earlier attempt, if any, to end
     lock.truncate(0)
     lock.write(f"{os.getpid()}\n{spec.get('attempt_id')}\n")  # who runs which attempt (operators, kill tests, resume)
     lock.flush()
     # outputs of an earlier, unfinished attempt (Anomalib's v0, v1, ... folders): this attempt starts clean
-    shutil.rmtree(job_dir / "anomalib", ignore_errors=True)
+    shutil.rmtree(job_dir / records.ANOMALIB, ignore_errors=True)
     base = {k: spec[k] for k in ("key", "method", "modality", "seed", "row", "profile", "config_file", "args")}
     base.update(schema=records.SCHEMA, attempt=spec.get("attempt", 1), attempt_id=spec["attempt_id"], pid=os.getpid())
-    base.update(started=_now(), versions=records.versions(), git=records.git_revision())
+    base.update(started=utc_now(), versions=versions(), git=git_revision())
     state = {"phase": "start"}
     t0 = time.perf_counter()
     try:
-        base["device"] = records.device_info()
+        base["device"] = device_info()
         result = execute(spec, state)
         record = {**base, "status": "ok", **result}
-    except BaseException as err:  # noqa: BLE001 (every failure becomes a record)
+    except BaseException as err:
         if isinstance(err, KeyboardInterrupt):
             raise
         traceback.print_exc()
@@ -184,10 +249,10 @@ def run(spec_path: Path) -> int:
                 "traceback": traceback.format_exc()[-20000:],
             },
         }
-    record["finished"] = _now()
+    record["finished"] = utc_now()
     record["total_s"] = time.perf_counter() - t0
     record["total_cpu_s"] = time.process_time()  # since the job process started (a fork starts at 0)
-    records.write_json(job_dir / records.RECORD, record)
+    write_json(job_dir / records.RECORD, record)
     return 0 if record["status"] == "ok" else 1
 
 

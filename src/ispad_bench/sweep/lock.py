@@ -14,8 +14,9 @@ import json
 import os
 import socket
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from ispad_bench.files import utc_now
 
 LOCK_NAME = ".sweep.lock"
 
@@ -74,8 +75,7 @@ class SweepLock:
                          "its unfinished jobs run again")
         f.seek(0)
         f.truncate()
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started}))
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now()}))
         f.flush()
         os.fsync(f.fileno())
         self._file = f

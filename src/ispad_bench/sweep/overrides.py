@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from ispad_bench.sweep.grid import Selection, select
+from ispad_bench.sweep.resolve import class_params, yaml_class_path
 
 SECTIONS = ("model", "data")  # config sections whose init args differ between methods
 
@@ -81,28 +82,17 @@ def _init_name(key: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
-def _class_path(config_file: Path, section: str) -> str | None:
-    try:
-        node = (yaml.safe_load(Path(config_file).read_text()) or {}).get(section)
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    path = node.get("class_path") if isinstance(node, dict) else None
-    return path if isinstance(path, str) and "." in path else None
-
-
 def accepts(config_file: Path, key: str) -> tuple[bool, str]:
     """(does this config take ``key``, the class that decides); unknown cases are accepted."""
-    from ispad_bench.sweep.grid import _class_params
-
     target = _init_name(key)
     if target is None:
         return True, ""
     section, name = target
-    class_path = _class_path(config_file, section)
+    class_path = yaml_class_path(config_file, section)
     if class_path is None:
         return True, ""
     try:
-        names, var_kw = _class_params(class_path)
+        names, var_kw = class_params(class_path)
     except Exception:  # noqa: BLE001 (an unimportable class is the parser's error to report)
         return True, class_path
     return (name in names or var_kw), class_path
@@ -136,13 +126,8 @@ def plan(method_files: dict[str, list[Path]], overrides: list[Override]) -> Plan
 
 
 def for_sweep(configs_dir: Path, methods: list[str] | None, modalities: list[str] | None,
-              tokens: list[str], scoped: list[str] | None, profile=None) -> Plan:
-    """:func:`plan` for the methods and modalities a sweep selects (``None``: all, as ``grid.expand``)."""
-    from ispad_bench.data.modality import Modality
-    from ispad_bench.sweep.grid import MODALITIES, available_methods, select_methods
-
-    available, methods = available_methods(configs_dir, profile, methods)
-    mods = [Modality.parse(m).value for m in (modalities or MODALITIES)]
-    files = {m: [f for f in (available[m].get(mod) or available[m].get(None) for mod in mods) if f is not None]
-             for m in select_methods(available, methods)}
-    return plan(files, parse_tokens(list(tokens), scoped, set(available)))
+              tokens: list[str], scoped: list[str] | None, profile=None, selection: Selection | None = None) -> Plan:
+    """:func:`plan` for the methods and modalities a sweep selects (``selection``: made once by the
+    caller and shared with ``grid.expand``; else made here as ``grid.select`` would)."""
+    selection = selection or select(configs_dir, profile, methods, modalities)
+    return plan(selection.files(), parse_tokens(list(tokens), scoped, set(selection.available)))

@@ -1,17 +1,18 @@
-"""Which procedure produced a number: the ``procedure`` entry of every ``record.json`` and its report lines.
+"""Which procedure produced a number: the ``procedure`` entry of every ``record.json``.
 
 The paper's runs used two procedures (§4.3.5): EfficientAD and U-Flow (and the supervised ResNet18)
 through Anomalib's engine, GLASS and DDAD through their official implementations. Where the paper's
 text and the official code differ, the harness runs both readings and names them here:
 
-* GLASS: ``official`` selection (best image + pixel AUROC evaluation tested) or ``early_stopping``;
+* GLASS: ``official`` selection (best image + pixel AUROC evaluation tested) or ``early-stopping``;
 * DDAD: ``paper-text`` (3000 optimiser steps, last weights) or ``official-code`` (3000 epochs,
   checkpoint 2000 tested, as ``main.py`` with ``load_chp``);
 * EfficientAD: ``anomalib-v1`` (``max_steps`` 70000 of Anomalib's model config, 300 epochs, patience 30).
 
 A record *matches the paper's runs* when its method reading is one the authors ran (above; both DDAD
 readings, since the paper's "3000 steps" is ambiguous) and training was not cut short (no
-``limit_train_batches``, pretrained weights). The report computes Δ-to-paper only for those rows.
+``limit_train_batches``, pretrained weights); ``ispad_bench.paper`` lists each method's readings.
+The report (``report/notes.py``) computes Δ-to-paper only for those rows.
 """
 
 from __future__ import annotations
@@ -22,16 +23,7 @@ from typing import Any
 
 from lightning.pytorch import Callback
 
-# The method readings that are the authors' procedure (§4.3.5-4.3.6; docs/methods.md, docs/ddad.md).
-PAPER_READINGS = {
-    "glass": {"official"},
-    "ddad": {"paper-text", "official-code"},
-    "efficient_ad": {"anomalib-v1"},
-    "uflow": {"anomalib-engine"},
-    "supervised": {"paper", "real-only"},
-}
-MARK_PROCEDURE = "‡"  # row's procedure differs from the paper's runs: no Δ
-MARK_TEXTURES = "°"  # GLASS row trained on generated textures instead of DTD
+from ispad_bench.paper import readings
 
 
 class EpochTracker(Callback):
@@ -137,7 +129,7 @@ def describe(spec: dict, config: dict, model: Any, tracker: EpochTracker | None,
     out: dict[str, Any] = {
         "name": spec.get("profile"),
         "reading": reading,
-        "matches_paper_runs": reading in PAPER_READINGS.get(method, set()) and _full_training(config),
+        "matches_paper_runs": reading in readings(method) and _full_training(config),
         "epochs_trained": tracker.epochs_trained if tracker is not None else None,
     }
     ids_file = _get(config, "data.init_args.real_ids_file")
@@ -162,53 +154,4 @@ def describe(spec: dict, config: dict, model: Any, tracker: EpochTracker | None,
     return out
 
 
-def row_marks(records: list[dict]) -> str:
-    """Report marks of a row: ``‡`` when any of its runs does not match the paper's runs, ``°`` for generated textures.
-
-    Records written before procedures were recorded (no ``procedure`` entry) are not marked.
-    """
-    marks = ""
-    procs = [r["procedure"] for r in records if isinstance(r.get("procedure"), dict)]
-    if any(not p.get("matches_paper_runs", False) for p in procs):
-        marks += MARK_PROCEDURE
-    if any(p.get("texture_source") == "generated" for p in procs):
-        marks += MARK_TEXTURES
-    return marks
-
-
-def row_procedure(records: list[dict]) -> str:
-    """One line per table row: profile, reading, selection and tested weights (distinct values joined)."""
-    parts: dict[str, None] = {}
-    for r in records:
-        p = r.get("procedure") or {}
-        text = f"{p.get('name')}/{p.get('reading')}"
-        if p.get("selection"):
-            text += f", selection {p['selection']}"
-        if p.get("tested"):
-            text += f", tested {p['tested']}"
-        if p.get("real_ids"):
-            text += f", real ids {p['real_ids']}"
-        if p.get("texture_source"):
-            text += f", textures {p['texture_source']}"
-        parts[text] = None
-    return "; ".join(parts) if parts else "unknown (record without procedure)"
-
-
-FOOTNOTE = (f"{MARK_PROCEDURE} procedure differs from the paper's runs (no Δ); "
-            f"{MARK_TEXTURES} GLASS trained on generated textures, not DTD.")
-
-
-
-def table_notes(frame) -> list[str]:
-    """Lines printed under a report table: the procedure of each row, then the marks' meaning."""
-    if "procedure" not in getattr(frame, "columns", ()):
-        return []
-    lines = [f"- {row.method}{f' {row.row}' if isinstance(row.get('row'), str) else ''}: procedure {row.procedure}"
-             for _, row in frame.iterrows()]
-    if any(MARK_PROCEDURE in str(m) or MARK_TEXTURES in str(m) for m in frame.method):
-        lines.append(f"- {FOOTNOTE}")
-    return ["Procedure:", "", *lines]
-
-
-__all__ = ["FOOTNOTE", "PAPER_READINGS", "EpochTracker", "describe", "method_reading", "row_marks", "row_procedure",
-           "table_notes"]
+__all__ = ["EpochTracker", "describe", "method_reading"]

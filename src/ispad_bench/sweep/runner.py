@@ -1,20 +1,16 @@
 """Run a resolved grid: skip finished jobs, launch the rest, record every outcome, show progress.
 
-Layout of a sweep folder::
-
-    <out>/sweep.json                                  the grid of the last invocation
-    <out>/<method>/<modality>/<row->s<seed>-<key>/    one folder per job (key = resolved config hash)
-        job.json  config.yaml  log.txt  record.json  predictions.npz  anomalib/...
-
-Resume rule: a job whose ``record.json`` says ``"status": "ok"`` with the same key is skipped;
-anything else (no record, a failure record, a killed attempt) is run again.
+The sweep folder's layout is documented once, in docs/sweep.md ("The sweep folder"); its file
+names are in ``records.py``. Resume rule: a job whose ``record.json`` says ``"status": "ok"``
+with the same key is skipped; anything else (no record, a failure record, a killed attempt) is
+run again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import time
 import uuid
-from datetime import datetime, timezone
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +18,10 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
+from ispad_bench.files import atomic_write_bytes, clean_temporaries, read_json, utc_now, write_json
 from ispad_bench.sweep import records
-from ispad_bench.sweep.executors import SERVER_DIED, Outcome, Task
+from ispad_bench.sweep.executors import SERVER_DIED, Attempt, Outcome
 from ispad_bench.sweep.grid import Job
-
-CONFIG = "config.yaml"  # the job's resolved config (``anomalib train --config`` reruns it)
-
 
 INTERRUPTED = -1001  # pseudo return code: the attempt died with an earlier sweep (no process to ask)
 
@@ -47,7 +41,7 @@ class SweepSummary:
 
 def job_status(out_dir: Path, job: Job) -> str:
     """``done``, ``failed`` or ``todo`` for a resolved job."""
-    record = records.read_json(Path(out_dir) / job.rel_dir() / records.RECORD)
+    record = read_json(Path(out_dir) / job.rel_dir() / records.RECORD)
     if record is None or record.get("key") != job.key:
         return "todo"
     return "done" if record.get("status") == "ok" else "failed"
@@ -84,22 +78,22 @@ def run_jobs(
     console = console or Console(stderr=True)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    records.clean_temporaries(out_dir)
+    clean_temporaries(out_dir)
     unique = list({job.key: job for job in jobs}.values())  # the same job twice runs once
     summary = SweepSummary(total=len(unique))
-    records.write_json(
-        out_dir / "sweep.json",
+    write_json(
+        out_dir / records.SWEEP,
         {"profile": profile, "jobs": [{"key": j.key, "dir": str(j.rel_dir()), "label": j.label()} for j in unique]},
     )
 
-    tasks: list[Task] = []
+    attempts: list[Attempt] = []
     for job in unique:
         job_dir = out_dir / job.rel_dir()
-        previous = _record_interrupted(job_dir, job.key) or records.read_json(job_dir / records.RECORD)
+        previous = _record_interrupted(job_dir, job.key) or read_json(job_dir / records.RECORD)
         if previous and previous.get("key") == job.key and previous.get("status") == "ok":
             summary.skipped += 1
             continue
-        attempt = (previous.get("attempt", 0) + 1) if previous and previous.get("key") == job.key else 1
+        number = (previous.get("attempt", 0) + 1) if previous and previous.get("key") == job.key else 1
         spec = {
             "key": job.key,
             "method": job.method,
@@ -112,16 +106,16 @@ def run_jobs(
             "job_dir": str(job_dir),
             "maps_per_group": maps_per_group,
             "save_images": save_images,  # Anomalib's per-image visualisations (off by default)
-            "attempt": attempt,
+            "attempt": number,
             "attempt_id": uuid.uuid4().hex,
         }
         spec_path = job_dir / records.SPEC
-        records.write_json(spec_path, spec)
+        write_json(spec_path, spec)
         if job.config is not None:  # the resolved config: `anomalib train --config <job>/config.yaml` reruns it
-            records.atomic_write_bytes(job_dir / CONFIG, yaml.safe_dump(job.config, sort_keys=False).encode())
-        tasks.append(Task(len(tasks) + 1, spec, spec_path, job_dir / records.LOG, job.label()))
+            atomic_write_bytes(job_dir / records.CONFIG, yaml.safe_dump(job.config, sort_keys=False).encode())
+        attempts.append(Attempt(len(attempts) + 1, spec, spec_path, job_dir / records.LOG, job.label()))
 
-    n = len(tasks)
+    n = len(attempts)
     console.print(
         f"[bold]sweep[/]: {summary.total} jobs, {summary.skipped} already finished, {n} to run "
         f"({executor.name}, {executor.parallelism} at a time) -> {out_dir}"
@@ -135,18 +129,18 @@ def run_jobs(
             return None
         return sum(durations) / len(durations) * (n - done) / max(1, executor.parallelism)
 
-    def on_start(task: Task, device: str | None) -> None:
-        started[task.index] = time.perf_counter()
+    def on_start(attempt: Attempt, device: str | None) -> None:
+        started[attempt.index] = time.perf_counter()
         where = f" on {device}" if device else ""
         console.print(
-            f"[{task.index}/{n}] start {task.label}{where}  elapsed {_fmt(time.perf_counter() - t0)}"
+            f"[{attempt.index}/{n}] start {attempt.label}{where}  elapsed {_fmt(time.perf_counter() - t0)}"
             f"  ETA {_fmt(eta(len(durations)))}"
         )
 
-    def on_done(task: Task, outcome: Outcome) -> None:
-        took = time.perf_counter() - started.get(task.index, t0)
+    def on_done(attempt: Attempt, outcome: Outcome) -> None:
+        took = time.perf_counter() - started.get(attempt.index, t0)
         durations.append(took)
-        record = _finalize(task, outcome)
+        record = _finalize(attempt, outcome)
         status = record.get("status")
         if status == "ok":
             summary.ok += 1
@@ -154,15 +148,15 @@ def run_jobs(
             brief = ", ".join(f"{k} {m[k]:.3f}" for k in ("image_AUROC", "MCC") if isinstance(m.get(k), float))
             line = f"[green]ok[/] {brief}"
         else:
-            summary.failed.append(task.spec["job_dir"])
+            summary.failed.append(attempt.spec["job_dir"])
             err = record.get("error", {})
             line = f"[red]FAILED[/] ({err.get('kind')}: {str(err.get('message', ''))[:160]})"
         console.print(
-            f"[{task.index}/{n}] {line}  {task.label} in {took:.1f}s  elapsed {_fmt(time.perf_counter() - t0)}"
+            f"[{attempt.index}/{n}] {line}  {attempt.label} in {took:.1f}s  elapsed {_fmt(time.perf_counter() - t0)}"
             f"  ETA {_fmt(eta(len(durations)))}"
         )
 
-    executor.run(tasks, on_start, on_done)
+    executor.run(attempts, on_start, on_done)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -174,16 +168,14 @@ def _record_interrupted(job_dir: Path, key: str) -> dict | None:
     the attempt numbering going. The job lock tells whether it is really gone (the caller holds the
     sweep lock, so no other sweep can be starting it).
     """
-    import fcntl
-
-    spec = records.read_json(job_dir / records.SPEC)
+    spec = read_json(job_dir / records.SPEC)
     if spec is None or spec.get("key") != key or "attempt_id" not in spec:
         return None
-    record = records.read_json(job_dir / records.RECORD)
+    record = read_json(job_dir / records.RECORD)
     if record is not None and record.get("attempt_id") == spec["attempt_id"]:
         return None  # that attempt recorded itself
     try:
-        with open(job_dir / ".lock", "a+") as lock:
+        with open(job_dir / records.LOCK, "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             lock.seek(0)
             if spec["attempt_id"] not in lock.read().split():
@@ -192,17 +184,17 @@ def _record_interrupted(job_dir: Path, key: str) -> dict | None:
         return None  # still running somewhere: leave it alone
     except OSError:
         return None
-    task = Task(0, spec, job_dir / records.SPEC, job_dir / records.LOG, "")
-    return _finalize(task, Outcome(INTERRUPTED))
+    attempt = Attempt(0, spec, job_dir / records.SPEC, job_dir / records.LOG, "")
+    return _finalize(attempt, Outcome(INTERRUPTED))
 
 
-def _finalize(task: Task, outcome: Outcome) -> dict:
+def _finalize(attempt: Attempt, outcome: Outcome) -> dict:
     """The record of this attempt; written by the runner when the job could not write its own."""
-    record_path = Path(task.spec["job_dir"]) / records.RECORD
+    record_path = Path(attempt.spec["job_dir"]) / records.RECORD
     if outcome.record_text is not None and not record_path.is_file():
-        records.atomic_write_bytes(record_path, outcome.record_text.encode())  # remote worker, no shared fs
-    record = records.read_json(record_path)
-    if record is not None and record.get("attempt_id") == task.spec["attempt_id"]:
+        atomic_write_bytes(record_path, outcome.record_text.encode())  # remote worker, no shared fs
+    record = read_json(record_path)
+    if record is not None and record.get("attempt_id") == attempt.spec["attempt_id"]:
         return record
     if outcome.returncode is None:
         kind, message = "timeout", "job exceeded --job-timeout and was killed"
@@ -219,12 +211,12 @@ def _finalize(task: Task, outcome: Outcome) -> dict:
     keys = ("key", "method", "modality", "seed", "row", "profile", "config_file", "args", "attempt", "attempt_id")
     record = {
         "schema": records.SCHEMA,
-        **{k: task.spec[k] for k in keys},
+        **{k: attempt.spec[k] for k in keys},
         "status": "failed",
         "device": {"assigned": outcome.device},
         "error": {"kind": kind, "type": "JobProcessError", "message": message, "phase": "process",
-                  "traceback": _log_tail(task.log_path)},
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "traceback": _log_tail(attempt.log_path)},
+        "finished": utc_now(),
     }
-    records.write_json(record_path, record)
+    write_json(record_path, record)
     return record

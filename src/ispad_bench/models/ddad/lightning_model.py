@@ -35,7 +35,7 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from ispad_bench.models.args import check
-from ispad_bench.models.ddad.torch_model import DdadModel, _load_state, center_crop, load_official_unet
+from ispad_bench.models.ddad.torch_model import DdadModel, load_state, center_crop, load_official_unet
 from ispad_bench.models.weights import MissingWeightsError, RaiseMissingWeightsAtSetup
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
         if unet_checkpoint:
             load_official_unet(self.model.unet, unet_checkpoint)
         if feature_checkpoint:
-            self.model.feature_extractor.load_backbone_state(_load_state(feature_checkpoint))
+            self.model.feature_extractor.load_backbone_state(load_state(feature_checkpoint))
         self.diffusion_steps, self.da_epochs = int(diffusion_steps), int(da_epochs)
         self.diffusion_unit = diffusion_unit
         self.test_checkpoint = None if test_checkpoint is None else int(test_checkpoint)

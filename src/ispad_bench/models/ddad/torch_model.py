@@ -56,7 +56,7 @@ class LinearSchedule(nn.Module):
         return padded[t + 1]
 
 
-def _load_state(path: str | Path) -> dict[str, torch.Tensor]:
+def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a (possibly extension-less, possibly DataParallel) official DDAD checkpoint."""
     path = Path(path)
     if not path.is_file():
@@ -72,7 +72,7 @@ def _load_state(path: str | Path) -> dict[str, torch.Tensor]:
 def load_official_unet(unet: nn.Module, path: str | Path) -> None:
     """Load an official DDAD UNet checkpoint (e.g. ``checkpoints/MVTec/screw/2000``) into ``unet``."""
     try:
-        unet.load_state_dict(_load_state(path))
+        unet.load_state_dict(load_state(path))
     except RuntimeError as err:
         raise ValueError(f"{path} does not fit this DDAD UNet (image size / base width?): {err}") from err
 

@@ -41,14 +41,14 @@ class RestoreBestWeights(Callback):
     def __init__(self, monitor: str = MONITOR) -> None:
         self.monitor, self.best, self.best_epoch, self.state = monitor, float("inf"), -1, None
 
-    def on_validation_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_validation_end(self, trainer, pl_module) -> None:
         value = trainer.callback_metrics.get(self.monitor)
         if trainer.sanity_checking or value is None or not float(value) < self.best:
             return
         self.best, self.best_epoch = float(value), trainer.current_epoch
         self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()}
 
-    def on_fit_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_fit_end(self, trainer, pl_module) -> None:
         if self.state is not None:
             pl_module.model.load_state_dict(self.state)
             pl_module.best_val = {"val_loss": self.best, "epoch": self.best_epoch}

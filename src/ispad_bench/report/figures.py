@@ -3,10 +3,12 @@
 * ``overlay_<modality>.png`` — like the paper's Fig. 4, per modality: the first row shows the
   test images with their ground-truth outline, then one row per method with its anomaly map
   over the image and the outline of ``map >= image threshold`` (the pixels PRO counts, §5.1).
-* ``reconstructions_<method>_<modality>.png`` — Fig. 6-style input / reconstruction / map triplets of
-  runs that store reconstructions (DDAD; ``figures_recon.py``).
+* ``reconstructions_<method>_<modality>.png`` — Fig. 6-style input / reconstruction / map triplets
+  (one row per stored test image of the first seed) of runs that store reconstructions (DDAD).
 * ``roc_<modality>.png`` — image-level ROC curves, one line per method (unsupervised panel) and
   per supervised row (supervised panel); every seed is drawn, the legend gives mean AUROC.
+* ``contamination.png`` — the noisy-training-data study (§6.1): metric vs training contamination,
+  per modality and method, with the bootstrap interval of each point (from the summary frame).
 """
 
 from __future__ import annotations
@@ -16,28 +18,23 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed (CI, servers)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from ispad_bench.data.modality import Modality  # noqa: E402
-from ispad_bench.sweep import records  # noqa: E402
-from ispad_bench.sweep.figures_recon import reconstruction_grid  # noqa: E402
-from ispad_bench.sweep.runs import PAPER_NAMES, contamination_of, load_records, method_order, row_order  # noqa: E402
+from ispad_bench.data.modality import Modality
+from ispad_bench.files import save_figure
+from ispad_bench.paper import display_name, method_order
+from ispad_bench.report.load import contamination_of, load_records, predictions
+from ispad_bench.sweep.profile import row_order
 
 MAX_COLUMNS = 6
-
-
-def _predictions(record: dict) -> dict | None:
-    path = Path(record["_dir"]) / (record.get("artifacts") or {}).get("predictions", records.PREDICTIONS)
-    try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError):
-        return None
+MAX_RECONSTRUCTION_ROWS = 6
+CONTAMINATION_METRICS = (("image_auroc", "image AUROC (%)"), ("mcc", "MCC"), ("pixel_auroc", "pixel AUROC (%)"))
 
 
 def _label(record: dict) -> str:
-    name = PAPER_NAMES.get(record["method"], record["method"])
+    name = display_name(record["method"])
     name += f" (contamination {contamination_of(record):g})" if contamination_of(record) else ""
     return f"{name} {record['row']}" if record.get("row") else name
 
@@ -58,7 +55,7 @@ def _first_seed(recs: list[dict]) -> dict:
 
 def overlay_grid(recs_by_method: dict[str, dict], modality: str, path: Path) -> Path | None:
     """One modality's grid; ``recs_by_method``: label -> record (one seed each)."""
-    preds = {label: p for label, r in recs_by_method.items() if (p := _predictions(r)) is not None}
+    preds = {label: p for label, r in recs_by_method.items() if (p := predictions(r)) is not None}
     preds = {k: v for k, v in preds.items() if len(v.get("map_paths", []))}
     if not preds:
         return None
@@ -104,9 +101,7 @@ def overlay_grid(recs_by_method: dict[str, dict], modality: str, path: Path) -> 
         ax.set_yticks([])
     fig.suptitle(f"{modality}: anomaly maps (white: map ≥ image threshold; green: ground truth)", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save(fig, path)
-    return path
+    return save_figure(fig, path)
 
 
 def _groups(preds) -> dict[str, str]:
@@ -142,15 +137,6 @@ def _show(ax, image: np.ndarray) -> None:
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None, extent=(0, w, h, 0))
 
 
-def _save(fig, path: Path) -> None:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    records.atomic_write_bytes(path, buf.getvalue())
-
-
 def roc_figure(panels: dict[str, dict[str, list[dict]]], modality: str, path: Path) -> Path | None:
     """``panels``: title -> {label: records (seeds)}."""
     panels = {t: c for t, c in panels.items() if c}
@@ -162,7 +148,7 @@ def roc_figure(panels: dict[str, dict[str, list[dict]]], modality: str, path: Pa
             color = plt.get_cmap("tab10")(i % 10)
             aurocs = []
             for r in sorted(recs, key=lambda r: r["seed"]):
-                p = _predictions(r)
+                p = predictions(r)
                 if p is None or not len(p["scores"]) or len(set(p["labels"].tolist())) < 2:
                     continue
                 fpr, tpr = roc_points(p["scores"].astype(np.float64), p["labels"])
@@ -176,8 +162,70 @@ def roc_figure(panels: dict[str, dict[str, list[dict]]], modality: str, path: Pa
                xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    _save(fig, path)
-    return path
+    return save_figure(fig, path)
+
+
+def reconstruction_grid(label: str, preds: dict, path: Path) -> Path | None:
+    """Triplet grid of one run's stored images; ``None`` when the run stored no reconstruction."""
+    names = [str(p) for p in preds.get("map_paths", [])]
+    rows = [i for i in range(len(names)) if f"reconstruction_{i}" in preds][:MAX_RECONSTRUCTION_ROWS]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.2 * len(rows)), squeeze=False)
+    for r, i in enumerate(rows):
+        _show(axes[r, 0], preds[f"image_{i}"])
+        mask = preds.get(f"mask_{i}")
+        if mask is not None and mask.any():
+            axes[r, 0].contour(mask, levels=[0.5], colors="lime", linewidths=0.8)
+        _show(axes[r, 1], preds[f"reconstruction_{i}"])
+        axes[r, 2].imshow(preds[f"map_{i}"].astype(np.float32), cmap="jet")
+        axes[r, 0].set_ylabel(f"{Path(names[i]).parent.name}/{Path(names[i]).stem}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for c, title in enumerate(("input + GT", "reconstruction", "anomaly map")):
+        axes[0, c].set_title(title, fontsize=8)
+    fig.suptitle(label, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def contamination_figure(df: pd.DataFrame, path: Path) -> Path | None:
+    """Write the figure when some method ran at two or more contamination levels; else ``None``."""
+    if not len(df) or "contamination" not in df:
+        return None
+    unsup = df[(df.table == "unsupervised")]
+    swept = unsup.groupby(["modality", "method_id", "profile"], dropna=False).contamination.nunique()
+    swept = swept[swept >= 2]
+    if swept.empty:
+        return None
+    modalities = list(dict.fromkeys(m for m, _, _ in swept.index))
+    metrics = [(m, label) for m, label in CONTAMINATION_METRICS
+               if f"{m}_mean" in unsup and unsup[f"{m}_mean"].notna().any()]
+    fig, axes = plt.subplots(len(modalities), len(metrics), figsize=(4.2 * len(metrics), 3.4 * len(modalities)),
+                             squeeze=False)
+    for i, modality in enumerate(modalities):
+        for j, (metric, label) in enumerate(metrics):
+            ax = axes[i, j]
+            for k, (mod, method, profile) in enumerate(swept.index):
+                if mod != modality:
+                    continue
+                part = unsup[(unsup.modality == mod) & (unsup.method_id == method)
+                             & ((unsup.profile == profile) | (unsup.profile.isna() & pd.isna(profile)))]
+                part = part.sort_values("contamination")
+                x = 100 * part.contamination.astype(float).to_numpy()
+                y = part[f"{metric}_mean"].astype(float).to_numpy()
+                lo = part.get(f"{metric}_lower", pd.Series(np.nan, index=part.index)).astype(float).to_numpy()
+                hi = part.get(f"{metric}_upper", pd.Series(np.nan, index=part.index)).astype(float).to_numpy()
+                err = np.vstack([np.where(np.isnan(lo), 0, y - lo), np.where(np.isnan(hi), 0, hi - y)])
+                ax.errorbar(x, y, yerr=np.clip(err, 0, None), marker="o", capsize=3, lw=1.2,
+                            color=plt.get_cmap("tab10")(k % 10), label=display_name(method))
+            ax.set(xlabel="defective training images (%)", ylabel=label, title=f"{modality}: {label}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle("Noisy training data (§6.1): metric vs contamination, 95 % bootstrap intervals", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def write_figures(runs_dir: Path, out_dir: Path) -> dict[str, Path]:
@@ -198,7 +246,7 @@ def write_figures(runs_dir: Path, out_dir: Path) -> dict[str, Path]:
         if roc:
             written[f"roc_{slug}"] = roc
         for label, runs in unsup.items():  # Fig. 6-style triplets of runs that store reconstructions (DDAD)
-            recon = _predictions(_first_seed(runs))
+            recon = predictions(_first_seed(runs))
             name = f"reconstructions_{runs[0]['method']}_{slug}"
             if recon is not None and (path := reconstruction_grid(f"{label}, {modality}", recon, out_dir / f"{name}.png")):
                 written[name] = path

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import base64
 import html
-from datetime import datetime, timezone
 from pathlib import Path
 
-
-from ispad_bench.sweep import stats
+from ispad_bench.files import utc_now
+from ispad_bench.report import stats
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;color:#222}
@@ -67,6 +66,6 @@ def to_html(tables: list[tuple[str, list[str], list[list[str]], list[bool]]], fa
     if figures:
         parts.append("<h2>Figures</h2>")
         parts += [_figure(n, p) for n, p in figures]
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = utc_now()
     parts.append(f'<p style="color:#888;font-size:.75em">written by ispad-bench report, {stamp}</p></body></html>')
     return "\n".join(parts)

@@ -1,5 +1,8 @@
 """Tiny, offline settings for any Anomalib model (the `slow` every-model test, docs/methods.md timings).
 
+Lives at the top of the package: it uses the sweep (catalog, grid, runner) to run models, and
+nothing below imports it.
+
 Not a copy of the models' defaults: each rule reads the model's ``__init__`` signature and shrinks
 what it finds — random weights (``pre_trained: false``, else the
 :mod:`ispad_bench.models.random_init` class), a ResNet-18 for ImageNet CNN backbones, the smallest
@@ -11,6 +14,8 @@ from __future__ import annotations
 import inspect
 import re
 from typing import Any
+
+from ispad_bench.paper import PAPER_METHODS
 
 SIZE, VIT14_SIZE = 64, 56
 # Where the generic rules do not fit a model's architecture at 64 px (found by running every model):
@@ -64,8 +69,6 @@ def tiny(name: str) -> tuple[str, dict[str, Any]]:
     params = inspect.signature(cls).parameters
     default = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
     out: dict[str, Any] = {"data.init_args.train_batch_size": 4, "data.init_args.eval_batch_size": 8}
-    from ispad_bench.sweep.grid import PAPER_METHODS
-
     method = catalog.class_path(cls) if name in PAPER_METHODS else name  # the paper's own config keeps the name
     weights = [f for f in needed_files(cls, {})[0] if f.kind != "anomalib"]  # anomalib kind: data sets, aux files
     if "pre_trained" in params and name not in RANDOM_INIT:
@@ -103,12 +106,15 @@ def run_all(models: list[str], data_root, out, modality: str = "LSM-1", timeout:
 
     from rich.console import Console
 
+    from ispad_bench.files import read_json
     from ispad_bench.sweep import grid, records
     from ispad_bench.sweep.executors import LocalExecutor
+    from ispad_bench.sweep.profile import Profile, default_configs_dir, load_profile
+    from ispad_bench.sweep.resolve import resolve
     from ispad_bench.sweep.runner import run_jobs
 
-    configs = grid.default_configs_dir()
-    smoke = grid.load_profile("smoke", configs)
+    configs = default_configs_dir()
+    smoke = load_profile("smoke", configs)
     results: dict[str, dict] = {}
     plan = {}
     for name in models:
@@ -117,19 +123,19 @@ def run_all(models: list[str], data_root, out, modality: str = "LSM-1", timeout:
             results[name] = {"model": name, "status": "blocked", "reason": reason}
         else:
             plan[name] = tiny(name)
-    profile = grid.Profile("tiny", (0,), dict(smoke.overrides), {m: o for m, o in plan.values()})
+    profile = Profile("tiny", (0,), dict(smoke.overrides), {m: o for m, o in plan.values()})
     jobs = {}
     for name, (method, _) in plan.items():
         try:
             (job,) = grid.expand(configs, profile, methods=[method], modalities=[modality], data_root=data_root)
-            jobs[name] = grid.resolve(job)
+            jobs[name] = resolve(job)
         except (Exception, SystemExit) as err:  # noqa: BLE001 (a config that does not parse is a result)
             results[name] = {"model": name, "method": method, "status": "failed", "error": f"config: {err}"[:500]}
     out = Path(out).resolve()
     run_jobs(list(jobs.values()), out, LocalExecutor(timeout=timeout), profile="tiny", console=Console(stderr=True))
     steps = int(smoke.overrides.get("trainer.limit_train_batches", 1))
     for name, job in jobs.items():
-        record = records.read_json(out / job.rel_dir() / records.RECORD) or {}
+        record = read_json(out / job.rel_dir() / records.RECORD) or {}
         row = {"model": name, "method": job.method, "status": record.get("status", "missing")}
         if row["status"] == "ok":
             timing = record.get("timing", {})

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from ispad_bench.data.modality import Modality
-from ispad_bench.data.patterns import Edits, Scene, render, sample_scene, to_uint8
+from ispad_bench.data.synth.patterns import Edits, Scene, render, sample_scene, to_uint8
 
 POINT_TYPES = ("pinhole", "dot", "fibre", "scratch")
 AREA_TYPES = ("misalignment", "squeegee_stroke", "grid")

@@ -1,6 +1,6 @@
 """How sure the report's numbers are: bootstrap intervals, seed pooling and paired significance marks.
 
-Every job saves its bootstrap replicates (``bootstrap.npz``: one value per resample and metric;
+Every job (``sweep/job.py``) saves its bootstrap replicates (``bootstrap.npz``: one value per resample and metric;
 the resamples are drawn with a fixed seed over the same test images, so the replicates of two
 jobs on one modality are *paired*) and their percentile intervals (``record["uncertainty"]``).
 From those alone, without the maps:
@@ -16,50 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ispad_bench.metrics import delong, paired_difference, percentile_interval
+from ispad_bench.report.load import predictions, replicates
+
 ALPHA = 0.05
-BOOTSTRAP = "bootstrap.npz"
 NOT_BEST = "†"  # not significantly different from the best row of its table
 VS_COLD = "*"  # supervised row significantly different from the cold start
-
-
-# ------------------------------------------------------------------------------ job side
-def save_bootstrap(job_dir: Path, boot) -> dict | None:
-    """Write ``bootstrap.npz`` (replicates under the engine's metric names) and return the
-    record's ``uncertainty`` entry (n, seed, level, fingerprint, intervals), or ``None``."""
-    if boot is None:
-        return None
-    from ispad_bench.metrics.anomalib import DISPLAY_NAMES
-    from ispad_bench.sweep import records
-
-    reps = {DISPLAY_NAMES.get(k, k): np.asarray(v, np.float32) for k, v in boot.replicates.items()}
-    records.write_npz(Path(job_dir) / BOOTSTRAP, **reps)
-    summary = boot.summary()
-    summary["intervals"] = {DISPLAY_NAMES.get(k, k): v for k, v in summary["intervals"].items()}
-    return summary
-
-
-# ------------------------------------------------------------------------------ report side
-_CACHE: dict[str, dict[str, np.ndarray] | None] = {}
-
-
-def replicates(record: dict) -> dict[str, np.ndarray] | None:
-    """The job's bootstrap replicates (``None`` when it saved none)."""
-    name = (record.get("artifacts") or {}).get("bootstrap")
-    if not name or "_dir" not in record:
-        return None
-    path = str(Path(record["_dir"]) / name)
-    if path not in _CACHE:
-        try:
-            with np.load(path) as data:
-                _CACHE[path] = {k: data[k].astype(np.float64) for k in data.files}
-        except (OSError, ValueError):
-            _CACHE[path] = None
-    return _CACHE[path]
 
 
 def _meta(record: dict) -> dict:
@@ -88,8 +54,6 @@ def interval(recs: list[dict], source: str, scale: float = 1.0) -> tuple[float |
     values = pooled(recs, source)
     if values is None:
         return None, None
-    from ispad_bench.metrics import percentile_interval
-
     lo, hi = percentile_interval(values * scale, _meta(recs[0]).get("level", 0.95))
     return (None, None) if math.isnan(lo) else (lo, hi)
 
@@ -113,8 +77,6 @@ def interval_text(lo, hi, digits: int) -> str:
 
 
 def _p_paired(a: list[dict], b: list[dict], source: str) -> float | None:
-    from ispad_bench.metrics import paired_difference
-
     ra, rb = pooled(a, source), pooled(b, source)
     if ra is None or rb is None or _meta(a[0]).get("fingerprint") != _meta(b[0]).get("fingerprint"):
         return None
@@ -123,9 +85,7 @@ def _p_paired(a: list[dict], b: list[dict], source: str) -> float | None:
 
 
 def _scores(record: dict) -> dict[str, tuple[float, int]] | None:
-    from ispad_bench.sweep.figures import _predictions
-
-    p = _predictions(record)
+    p = predictions(record)
     if p is None or "paths" not in p:
         return None
     return {str(k): (float(s), int(y)) for k, s, y in zip(p["paths"], p["scores"], p["labels"])}
@@ -133,8 +93,6 @@ def _scores(record: dict) -> dict[str, tuple[float, int]] | None:
 
 def _p_delong(a: list[dict], b: list[dict]) -> float | None:
     """DeLong p on the lowest seed both rows ran, over the images both scored."""
-    from ispad_bench.metrics import delong
-
     common = sorted({r["seed"] for r in a} & {r["seed"] for r in b})
     if not common:
         return None

@@ -1,8 +1,8 @@
 """Tables of a sweep in the layout of the paper: Tables 4-6 (unsupervised) and 2-3 (supervised).
 
-``ispad-bench report RUNS_DIR`` reads every ``record.json`` below RUNS_DIR and writes
-``tables.md``, ``tables.csv`` (tidy: one row per table row, ``<metric>_mean/_std/_paper/_delta``)
-and ``tables.tex``, plus figures (``figures.py``). Per row: mean and sample standard deviation
+``summarise`` turns the records below a sweep folder into a tidy frame (one row per table row,
+``<metric>_mean/_std/_lower/_upper/_paper/_delta``: ``tables.csv``), rendered as ``tables.md``,
+``tables.tex`` and the tables of ``report.html`` (``write.py`` writes them). Per row: mean and sample standard deviation
 (ddof 1; none for a single seed) over seeds; Δ = our mean − the paper's number, in the unit shown
 (percentage points for %). The best row per table by mean MCC is bold, as in the paper.
 """
@@ -17,14 +17,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ispad_bench.metrics.reference import load_paper_tables
-from ispad_bench.sweep import catalog, procedure, provenance, records, stats
-from ispad_bench.sweep.grid import SUPERVISED_METHODS, Row
-from ispad_bench.sweep.runs import PAPER_NAMES, contamination_of, load_records, method_order, row_order
-
-
-UNSUP_TABLE = {"LSM-1": 4, "LSM-2": 5, "ASM": 6}
-SUP_TABLE = {"LSM-1": 2, "ASM": 3}  # the paper tabulates no supervised LSM-2 result (§5.2.1 text only)
+from ispad_bench.paper import (
+    BY_ID,
+    SUPERVISED,
+    SUPERVISED_METHODS,
+    TABLE_NUMBERS,
+    UNSUPERVISED,
+    display_name,
+    load_paper_tables,
+    method_order,
+)
+from ispad_bench.report import notes, stats
+from ispad_bench.report.load import contamination_of, load_records
+from ispad_bench.sweep.profile import Row, row_order
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,12 @@ UNSUP_COLUMNS, SUP_COLUMNS = stats.with_crossfit(UNSUP_COLUMNS), stats.with_cros
 # ------------------------------------------------------------------------------ paper numbers
 def paper_unsupervised() -> pd.DataFrame:
     """Tables 4-6 (``ispad_bench/reference/paper_unsupervised.csv``)."""
-    return load_paper_tables("unsupervised")
+    return load_paper_tables(UNSUPERVISED)
 
 
 def paper_supervised() -> pd.DataFrame:
     """Tables 2-3 with a ``fraction`` column: #real / #real of the mixed 1/1 row, to the nearest 2^-k."""
-    df = load_paper_tables("supervised")
+    df = load_paper_tables(SUPERVISED)
     fractions = []
     for _, r in df.iterrows():
         if r.defect_group == "none":
@@ -116,12 +121,12 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
     for (profile, method, modality, row_slug, contamination), recs in groups.items():
         supervised = method in SUPERVISED_METHODS or row_slug is not None
         columns = SUP_COLUMNS if supervised else UNSUP_COLUMNS
-        name = PAPER_NAMES.get(method, method) + (f" [{profile}]" if multi_profile else "")
+        name = display_name(method) + (f" [{profile}]" if multi_profile else "")
         name += f" (contamination {contamination:g})" if contamination else ""
-        marks = procedure.row_marks(recs)  # ‡: not the paper's procedure (no Δ); °: generated textures
+        marks = notes.row_marks(recs)  # ‡: not the paper's procedure (no Δ); °: generated textures
         name += marks
         out = {
-            "table": "supervised" if supervised else "unsupervised",
+            "table": SUPERVISED if supervised else UNSUPERVISED,
             "modality": modality,
             "method": name,
             "method_id": method,
@@ -130,7 +135,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             "contamination": contamination,
             "seeds": len(recs),
             "seed_list": " ".join(str(s) for s in sorted(r["seed"] for r in recs)),
-            "procedure": procedure.row_procedure(recs),
+            "procedure": notes.row_procedure(recs),
         }
         paper_row = None
         if supervised and row_slug:
@@ -141,12 +146,12 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             match = ps[(ps.modality == modality) & (ps.defect_group == row.group) & (ps.fraction == row.fraction)]
             paper_row = match.iloc[0] if len(match) else None
             out["n_real_paper"] = int(paper_row.n_real_defects) if paper_row is not None else None
-        elif method in PAPER_NAMES:
-            match = pu[(pu.modality == modality) & (pu.method == PAPER_NAMES[method])]
+        elif method in BY_ID:
+            match = pu[(pu.modality == modality) & (pu.method == BY_ID[method].name)]
             paper_row = match.iloc[0] if len(match) else None
-        out["data"], out["data_root"] = provenance.data_kind(recs), ";".join(provenance.data_roots(recs))
-        if not provenance.comparable(out["data"]):
-            paper_row = None  # Δ to the paper only for runs on ISP-AD (sweep/provenance.py)
+        out["data"], out["data_root"] = notes.data_kind(recs), ";".join(notes.data_roots(recs))
+        if not notes.comparable(out["data"]):
+            paper_row = None  # Δ to the paper only for runs on ISP-AD (report/notes.py)
             out.pop("n_real_paper", None)
         for col in columns:
             values = [v * col.scale for v in (_value(r, col.source) for r in recs) if v is not None]
@@ -156,19 +161,19 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             out[f"{col.name}_mean"], out[f"{col.name}_std"] = mean, std
             out[f"{col.name}_lower"], out[f"{col.name}_upper"] = stats.interval(recs, col.source, col.scale)
             out[f"{col.name}_paper"] = paper
-            comparable = procedure.MARK_PROCEDURE not in marks
+            comparable = notes.MARK_PROCEDURE not in marks
             out[f"{col.name}_delta"] = mean - paper if mean is not None and paper is not None and comparable else None
         rows.append(out)
     df = pd.DataFrame(rows)
     if len(df):
         mod_order = {"LSM-1": 0, "LSM-2": 1, "ASM": 2}
         df["_k"] = [
-            (t != "unsupervised", mod_order.get(m, 9), method_order(mid), row_order(r))
+            (t != UNSUPERVISED, mod_order.get(m, 9), method_order(mid), row_order(r))
             for t, m, mid, r in zip(df.table, df.modality, df.method_id, df.row)
         ]
         df["_k"] = [(*k, c) for k, c in zip(df["_k"], df.contamination)]
         df = df.sort_values("_k").drop(columns="_k").reset_index(drop=True)
-        df = catalog.rank_beyond_paper(df)  # models beyond the paper's: by MCC, after the paper's
+        df = notes.rank_beyond_paper(df)  # models beyond the paper's: by MCC, after the paper's
         df["best"] = False
         for _, idx in df.groupby(["table", "modality", "profile"], dropna=False).groups.items():
             mcc = df.loc[idx, "mcc_mean"].astype(float)
@@ -201,8 +206,8 @@ def _cell(row: pd.Series, col: Column, pm: str) -> str:
 
 
 def _table_rows(df: pd.DataFrame, columns, pm: str, delta: str) -> tuple[list[str], list[list[str]], list[bool]]:
-    supervised = df.table.iloc[0] == "supervised"
-    if "data" in df and not any(provenance.comparable(k) for k in df["data"]):
+    supervised = df.table.iloc[0] == SUPERVISED
+    if "data" in df and not any(notes.comparable(k) for k in df["data"]):
         columns = [replace(c, paper=None) for c in columns]  # no Δ columns off ISP-AD
     header = (["Method", "Group", "#Real", "Fraction"] if supervised else ["Method"]) + ["n"]
     for col in columns:
@@ -228,13 +233,13 @@ def _tables(df: pd.DataFrame):
     """(title, sub-frame, columns) per table in paper order."""
     if not len(df):  # no successful job: an empty frame has no columns at all
         return
-    for table, columns in (("unsupervised", UNSUP_COLUMNS), ("supervised", SUP_COLUMNS)):
+    for table, columns in ((UNSUPERVISED, UNSUP_COLUMNS), (SUPERVISED, SUP_COLUMNS)):
         part = df[df.table == table]
         for modality in dict.fromkeys(part.modality):
             sub = part[part.modality == modality]
-            number = (UNSUP_TABLE if table == "unsupervised" else SUP_TABLE).get(modality)
+            number = TABLE_NUMBERS[table].get(modality)
             ref = f"paper Table {number}" if number else "no table in the paper"
-            note = provenance.title_note(sub["data"], sub["data_root"]) if "data" in sub else ""
+            note = notes.title_note(sub["data"], sub["data_root"]) if "data" in sub else ""
             yield f"{modality}: {table} ({ref}){note}", sub, columns
 
 
@@ -251,16 +256,16 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
     for title, sub, columns in _tables(df):
         header, body, bold = _table_rows(sub, columns, "±", "Δ")
         lines += [f"## {title}", ""]
-        if "data" in sub and not any(provenance.comparable(k) for k in sub["data"]):
-            lines += [provenance.no_delta_reason(sub["data"]), ""]
+        if "data" in sub and not any(notes.comparable(k) for k in sub["data"]):
+            lines += [notes.no_delta_reason(sub["data"]), ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        sep = catalog.separator_at(list(sub.method_id), sub.table.iloc[0])
+        sep = notes.separator_at(list(sub.method_id), sub.table.iloc[0])
         for i, (cells, b) in enumerate(zip(body, bold)):
             if i == sep:
-                lines.append("| " + " | ".join([catalog.BEYOND_LABEL] + [""] * (len(header) - 1)) + " |")
+                lines.append("| " + " | ".join([notes.BEYOND_LABEL] + [""] * (len(header) - 1)) + " |")
             cells = [f"**{c}**" if b and c not in ("", "–") else c for c in cells]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", *procedure.table_notes(sub), ""]
+        lines += ["", *notes.table_notes(sub), ""]
     if failed:
         lines += ["## Failed jobs", "", "| Method | Modality | Row | Seed | Error | Folder |", "|---|---|---|---|---|---|"]
         for r in failed:
@@ -297,7 +302,7 @@ def to_latex(df: pd.DataFrame) -> str:
             " & ".join(_tex_escape(h) for h in header) + r" \\",
             r"\midrule",
         ]
-        sep = catalog.separator_at(list(sub.method_id), sub.table.iloc[0])
+        sep = notes.separator_at(list(sub.method_id), sub.table.iloc[0])
         for i, (cells, b) in enumerate(zip(body, bold)):
             if i == sep:
                 out.append(r"\midrule")
@@ -330,14 +335,14 @@ def paper_markdown() -> str:
 
     pu = paper_unsupervised()
     cols = [c for c in UNSUP_COLUMNS if c.paper]
-    for modality, number in UNSUP_TABLE.items():
+    for modality, number in TABLE_NUMBERS[UNSUPERVISED].items():
         sub = pu[pu.modality == modality]
         body = [[r.method] + [_num(float(r[c.paper]), c.digits) for c in cols] for _, r in sub.iterrows()]
         table(f"Table {number}: {modality}, unsupervised methods", ["Method"] + [c.header for c in cols], body,
               list(sub.mcc))
     ps = paper_supervised()
     cols = [c for c in SUP_COLUMNS if c.paper]
-    for modality, number in SUP_TABLE.items():
+    for modality, number in TABLE_NUMBERS[SUPERVISED].items():
         sub = ps[ps.modality == modality]
         body = [["-" if r.defect_group == "none" else r.defect_group, str(r.n_real_defects), str(r.fraction)]
                 + [_num(float(r[c.paper]), c.digits) for c in cols] for _, r in sub.iterrows()]
@@ -346,41 +351,6 @@ def paper_markdown() -> str:
     return "\n".join(lines)
 
 
-def no_success_message(runs_dir: Path) -> str | None:
-    """``None`` when ``runs_dir`` holds a successful job; else one line, then each failed job and its log."""
-    ok, failed = load_records(Path(runs_dir))
-    if ok:
-        return None
-    lines = [f"no successful job in {runs_dir}" + (f" ({len(failed)} failed)" if failed else " (no job records)")]
-    for r in failed:
-        err = r.get("error") or {}
-        first = str(err.get("message") or "").strip().splitlines()
-        lines.append(f"  {r.get('method')} {r.get('modality')} seed {r.get('seed')}: {err.get('kind')}: "
-                     f"{first[0][:160] if first else ''}; log {Path(r['_dir']) / records.LOG}")
-    return "\n".join(lines)
-
-
-def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = True) -> dict[str, Path]:
-    """Write tables (md/csv/tex) and figures for the records under ``runs_dir``; returns the paths."""
-    runs_dir = Path(runs_dir)
-    out_dir = Path(out_dir) if out_dir else runs_dir
-    df, failed = summarise(runs_dir)
-    paths = {"md": out_dir / "tables.md", "csv": out_dir / "tables.csv", "tex": out_dir / "tables.tex"}
-    records.atomic_write_bytes(paths["md"], to_markdown(df, failed).encode())
-    records.atomic_write_bytes(paths["csv"], df.to_csv(index=False).encode())
-    records.atomic_write_bytes(paths["tex"], to_latex(df).encode())
-    if figures and len(df):
-        from ispad_bench.sweep.figures import write_figures
-
-        for name, path in write_figures(runs_dir, out_dir / "figures").items():
-            paths[name] = path
-        from ispad_bench.sweep.contamination import contamination_figure
-
-        if (path := contamination_figure(df, out_dir / "figures" / "contamination.png")) is not None:
-            paths["contamination"] = path
-    from ispad_bench.sweep.html import to_html
-
-    paths["html"] = out_dir / "report.html"
-    tables = [(title, *_table_rows(sub, columns, "±", "Δ")) for title, sub, columns in _tables(df)]
-    records.atomic_write_bytes(paths["html"], to_html(tables, failed, paths).encode())
-    return paths
+def rendered(df: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]], list[bool]]]:
+    """Every table as ``(title, header, body, bold)`` (report.html draws these)."""
+    return [(title, *_table_rows(sub, columns, "±", "Δ")) for title, sub, columns in _tables(df)]

@@ -1,0 +1,64 @@
+"""The records of a sweep folder and the arrays their jobs saved: all the report reads.
+
+``load_records`` picks one record per slot (profile, method, modality, row, seed, contamination);
+``predictions`` and ``replicates`` read a job's ``predictions.npz`` / ``bootstrap.npz`` (cached:
+the tables, the significance marks and the figures read the same files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ispad_bench.sweep import records
+
+
+def contamination_of(record: dict) -> float:
+    """``data.init_args.train_contamination`` of a record's config (0 when absent)."""
+    data = ((record.get("config") or {}).get("data") or {}).get("init_args") or {}
+    return float(data.get("train_contamination") or 0.0)
+
+
+def load_records(runs_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(successful records, failed records), one per (profile, method, modality, row, seed):
+    when a config changed between sweeps, the most recently finished run of that slot counts."""
+    latest: dict[tuple, dict] = {}
+    latest_failed: dict[tuple, dict] = {}
+    for record in records.iter_records(runs_dir):
+        slot = (*(record.get(k) for k in ("profile", "method", "modality", "row", "seed")), contamination_of(record))
+        table = latest if record.get("status") == "ok" else latest_failed
+        if slot not in table or str(record.get("finished")) > str(table[slot].get("finished")):
+            table[slot] = record
+    # a failure counts unless a later run of the same slot succeeded (e.g. after a config fix)
+    failed = [r for slot, r in latest_failed.items()
+              if slot not in latest or str(r.get("finished")) > str(latest[slot].get("finished"))]
+    return list(latest.values()), failed
+
+
+def _npz(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError):
+        return None
+
+
+def predictions(record: dict) -> dict[str, np.ndarray] | None:
+    """The job's ``predictions.npz`` (per-image ``paths/scores/labels/groups``, ``map_<i>``...), or ``None``."""
+    return _npz(Path(record["_dir"]) / (record.get("artifacts") or {}).get("predictions", records.PREDICTIONS))
+
+
+_REPLICATES: dict[str, dict[str, np.ndarray] | None] = {}
+
+
+def replicates(record: dict) -> dict[str, np.ndarray] | None:
+    """The job's bootstrap replicates as float64 (``None`` when it saved none)."""
+    name = (record.get("artifacts") or {}).get("bootstrap")
+    if not name or "_dir" not in record:
+        return None
+    path = str(Path(record["_dir"]) / name)
+    if path not in _REPLICATES:
+        data = _npz(Path(path))
+        _REPLICATES[path] = {k: v.astype(np.float64) for k, v in data.items()} if data is not None else None
+    return _REPLICATES[path]
