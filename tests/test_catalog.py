@@ -136,3 +136,16 @@ def test_report_ranks_models_beyond_the_paper_by_mcc(tmp_path):
     table = [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ") and "Method" not in line]
     assert table == ["U-Flow", "GLASS", notes.BEYOND_LABEL, "**patchcore**", "anomalib.models.Dfm", "padim"]
     assert report.to_latex(df).count(r"\midrule") == 2  # the header rule and the separator
+
+
+def test_a_sweep_start_builds_each_generated_config_once(tiny_root, monkeypatch, capsys):
+    """The selection is made once and shared by the override plan and the grid: each generated
+    model's config is built once per modality, not once for each (it was twice per sweep start)."""
+    built: list[tuple[str, str]] = []
+    real = catalog.build_config
+    monkeypatch.setattr(catalog, "build_config", lambda name, modality: built.append((name, modality)) or real(name, modality))
+    argv = ["sweep", "--methods", "padim,glass", "--modalities", "LSM-1,ASM", "--profile", "smoke", "--dry-run",
+            "--data-root", str(tiny_root), "--configs", str(CONFIGS), "--trainer.max_epochs", "1"]
+    assert main(argv) == 0
+    assert sorted(built) == [("padim", "ASM"), ("padim", "LSM-1"), ("padim", "LSM-2")]  # glass: configs/ folder
+    assert "padim" in capsys.readouterr().out

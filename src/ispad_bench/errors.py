@@ -23,11 +23,12 @@ class MissingDataError(InputError, FileNotFoundError):
 
 
 def one_line(err: BaseException) -> str:
-    """The user-facing line of ``err``; unwraps PyTorch's DataLoader re-raise ("Caught X in
-    DataLoader worker process 0. Original Traceback ... X: <message>")."""
+    """The user-facing text of ``err`` on one line: PyTorch's DataLoader re-raise ("Caught X in
+    DataLoader worker process 0. Original Traceback ... X: <message>") unwrapped to its message,
+    the lines of a longer message joined by `` | ``."""
     text = str(err).strip()
     if "Original Traceback" in text:
         last = text.splitlines()[-1].strip()
         name = re.escape(type(err).__name__)
         text = re.sub(rf"^(?:[\w.]+\.)?{name}: ", "", last)  # "pkg.mod.ImageReadError: <message>"
-    return text
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())

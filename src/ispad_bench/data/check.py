@@ -45,6 +45,7 @@ from ispad_bench.data.layout import (
     list_images,
 )
 from ispad_bench.data.modality import PATCH_SIZE, REAL_DEFECT_SIZE, Modality
+from ispad_bench.errors import one_line
 
 ERROR, WARNING = "error", "warning"
 
@@ -145,10 +146,6 @@ def _hdf5_problem(path: Path, err: Exception) -> Finding:
     text = str(err)
     inner = re.search(r"\(([^()]*)\)\s*$", text)
     return Finding("hdf5", f"{path}: not a readable HDF5 file ({inner.group(1) if inner else text})")
-
-
-def _one_line(err: Exception) -> str:
-    return " | ".join(line.strip() for line in str(err).splitlines())
 
 
 class _Scan:
@@ -255,8 +252,8 @@ class _Scan:
                 with h5py.File(path, "r") as f:
                     values, counts = np.unique(f[layout.labels_key][()], return_counts=True)
             except StreamFormatError as err:
-                reported.add(_one_line(err))
-                self.add("hdf5", _one_line(err))
+                reported.add(one_line(err))
+                self.add("hdf5", one_line(err))
                 unreadable = True
                 continue
             except (OSError, KeyError, ValueError) as err:  # h5py: truncated, not HDF5, unreadable chunk
@@ -276,8 +273,8 @@ class _Scan:
         except (StreamFormatError, OSError) as err:
             if not isinstance(err, StreamFormatError) and not unreadable:
                 raise
-            if isinstance(err, StreamFormatError) and _one_line(err) not in reported:  # not the stream's own error
-                self.add("hdf5", _one_line(err))
+            if isinstance(err, StreamFormatError) and one_line(err) not in reported:  # not the stream's own error
+                self.add("hdf5", one_line(err))
             if unreadable:  # a stream file is unreadable (reported above): count the real defects without it
                 pools = {g: files for g, files in discover_real_defects(base).items() if files}
         for group in GROUPS:

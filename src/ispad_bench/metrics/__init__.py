@@ -1,6 +1,9 @@
 """Exact, fast evaluation at the paper's protocol (§4.3.6, §5.1): image AUROC, F1-optimal
 threshold with MCC/recall/precision/FPR/confusion counts, pixel AUROC, PRO and AUPRO@0.3.
 
+Layer: metrics (numpy/scipy; only ``metrics.anomalib``, loaded lazily, imports Anomalib and reads
+``data.groups``). Public surface: the names below.
+
 Plain Python::
 
     from ispad_bench.metrics import evaluate

@@ -28,7 +28,7 @@ import yaml
 from ispad_bench.data.modality import Modality
 from ispad_bench.files import atomic_write_bytes
 from ispad_bench.paper import PAPER_METHODS
-from ispad_bench.sweep.resolve import import_path
+from ispad_bench.sweep.resolve import import_path, yaml_section
 
 MAX_EPOCHS, PATIENCE = 300, 30  # §4.3.6
 ANOMALIB_GROUP = "anomalib"  # in a profile's ``include``: every runnable Anomalib image model
@@ -257,8 +257,7 @@ def _simple(init_args: dict[str, Any]) -> dict[str, Any]:
 def method_model(name: str, configured: dict[str, dict]) -> tuple[type, dict[str, Any]]:
     """(model class, init args) a method runs with by default: its config, else Anomalib's defaults."""
     if name in configured:
-        data = yaml.safe_load(Path(next(iter(configured[name].values()))).read_text()) or {}
-        model = data.get("model") or {}
+        model = yaml_section(next(iter(configured[name].values())), "model")
         return model_class(model.get("class_path", "")), _simple(model.get("init_args") or {})
     return model_class(name), {}
 

@@ -66,13 +66,18 @@ def class_params(class_path: str) -> tuple[frozenset[str], bool]:
     return frozenset(params), any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def yaml_class_path(config_file: Path, section: str) -> str | None:
-    """``<section>.class_path`` read straight from a config YAML (``None``: absent or unreadable)."""
+def yaml_section(config_file: Path, section: str) -> dict:
+    """One top-level section of a config YAML as written (``{}``: absent, not a mapping or unreadable)."""
     try:
         node = (yaml.safe_load(Path(config_file).read_text()) or {}).get(section)
     except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    path = node.get("class_path") if isinstance(node, dict) else None
+        return {}
+    return node if isinstance(node, dict) else {}
+
+
+def yaml_class_path(config_file: Path, section: str) -> str | None:
+    """``<section>.class_path`` read straight from a config YAML (``None``: absent or unreadable)."""
+    path = yaml_section(config_file, section).get("class_path")
     return path if isinstance(path, str) and "." in path else None
 
 
