@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ispad_bench.data.modality import Modality
 from ispad_bench.paper import (
     BY_ID,
     SUPERVISED,
@@ -166,7 +167,7 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         rows.append(out)
     df = pd.DataFrame(rows)
     if len(df):
-        mod_order = {"LSM-1": 0, "LSM-2": 1, "ASM": 2}
+        mod_order = {m.value: i for i, m in enumerate(Modality)}  # the paper's order
         df["_k"] = [
             (t != UNSUPERVISED, mod_order.get(m, 9), method_order(mid), row_order(r))
             for t, m, mid, r in zip(df.table, df.modality, df.method_id, df.row)
