@@ -36,7 +36,16 @@ NOT_KEYED = ("config", "__path__", "default_root_dir", "trainer.default_root_dir
 
 @lru_cache(maxsize=1)
 def train_parser():
-    """The parser of ``anomalib train`` (so a sweep config means exactly what it means there)."""
+    """The parser of ``anomalib train`` (so a sweep config means exactly what it means there).
+
+    Lightning is imported first: ``typing`` caches ``Union[int, float]`` and ``Union[float, int]``
+    as one object (they compare equal), so whichever a process evaluates first decides whether
+    jsonargparse reads Lightning's ``limit_train_batches: 2`` as 2 or 2.0, and the job key hashes
+    that value. Every sweep so far imported Lightning (through its data class) before the parser,
+    so this keeps their keys; a process that imported a library writing ``Union[float, int]``
+    (scikit-learn) before Lightning still gets 2.0 (docs/sweep.md, "The key").
+    """
+    import lightning.pytorch  # noqa: F401 (import order, above)
     from anomalib.cli import AnomalibCLI
 
     cli = AnomalibCLI.__new__(AnomalibCLI)  # build the parsers only; nothing is run
