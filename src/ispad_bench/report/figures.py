@@ -173,11 +173,11 @@ def reconstruction_grid(label: str, preds: dict, path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.2 * len(rows)), squeeze=False)
     for r, i in enumerate(rows):
-        _show(axes[r, 0], preds[f"image_{i}"])
+        for c, image in ((0, preds[f"image_{i}"]), (1, preds[f"reconstruction_{i}"])):  # pixel centres at 0, 1, ...
+            axes[r, c].imshow(image, cmap="gray" if image.ndim == 2 else None)
         mask = preds.get(f"mask_{i}")
         if mask is not None and mask.any():
             axes[r, 0].contour(mask, levels=[0.5], colors="lime", linewidths=0.8)
-        _show(axes[r, 1], preds[f"reconstruction_{i}"])
         axes[r, 2].imshow(preds[f"map_{i}"].astype(np.float32), cmap="jet")
         axes[r, 0].set_ylabel(f"{Path(names[i]).parent.name}/{Path(names[i]).stem}", fontsize=7)
     for ax in axes.flat:
