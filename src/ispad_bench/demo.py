@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ispad_bench.cli import main as cli_main
+from ispad_bench.report.write import FIGURES, FILES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     code = cli_main(["sweep", "--all", "--profile", "smoke", "--data-root", str(args.root), "--out", str(args.out)])
     seconds = time.perf_counter() - t0
     out = args.out.resolve()
-    tables = out / "tables.md"
+    tables = out / FILES["md"]
     if tables.is_file():
         print(tables.read_text())
-    figures = sorted((out / "figures").glob("*.png"))
+    figures = sorted((out / FIGURES).glob("*.png"))
     print(f"smoke sweep: {seconds:.0f} s, exit code {code}")
     print(f"tables:  {tables} (also tables.csv, tables.tex)")
     print(f"figures: {', '.join(str(f) for f in figures) if figures else 'none'}")

@@ -18,10 +18,10 @@ def add_parser(subparsers) -> None:
 def main_report(args) -> int:
     from ispad_bench.files import atomic_write_bytes
     from ispad_bench.report.tables import paper_markdown
-    from ispad_bench.report.write import no_success_message, write_report
+    from ispad_bench.report.write import FILES, no_success_message, write_report
 
     if args.paper:
-        path = (args.out or Path("results/paper")) / "tables.md"
+        path = (args.out or Path("results/paper")) / FILES["md"]
         atomic_write_bytes(path, paper_markdown().encode())
         print(f"md: {path}")
         return 0

@@ -12,6 +12,10 @@ from ispad_bench.files import atomic_write_bytes
 from ispad_bench.report.load import load_records
 from ispad_bench.sweep.records import LOG
 
+# What the report writes into a sweep folder (figures go to ``figures/``).
+FILES = {"md": "tables.md", "csv": "tables.csv", "tex": "tables.tex", "html": "report.html"}
+FIGURES = "figures"
+
 
 def no_success_message(runs_dir: Path) -> str | None:
     """``None`` when ``runs_dir`` holds a successful job; else one line, then each failed job and its log."""
@@ -34,16 +38,16 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir else runs_dir
     df, failed = tables.summarise(runs_dir)
-    paths = {"md": out_dir / "tables.md", "csv": out_dir / "tables.csv", "tex": out_dir / "tables.tex"}
+    paths = {kind: out_dir / FILES[kind] for kind in ("md", "csv", "tex")}
     atomic_write_bytes(paths["md"], tables.to_markdown(df, failed).encode())
     atomic_write_bytes(paths["csv"], df.to_csv(index=False).encode())
     atomic_write_bytes(paths["tex"], tables.to_latex(df).encode())
     if figures and len(df):
         from ispad_bench.report.figures import contamination_figure, write_figures
 
-        paths.update(write_figures(runs_dir, out_dir / "figures"))
-        if (path := contamination_figure(df, out_dir / "figures" / "contamination.png")) is not None:
+        paths.update(write_figures(runs_dir, out_dir / FIGURES))
+        if (path := contamination_figure(df, out_dir / FIGURES / "contamination.png")) is not None:
             paths["contamination"] = path
-    paths["html"] = out_dir / "report.html"
+    paths["html"] = out_dir / FILES["html"]
     atomic_write_bytes(paths["html"], html.to_html(tables.rendered(df), failed, paths).encode())
     return paths

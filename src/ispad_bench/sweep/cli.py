@@ -130,7 +130,7 @@ def check_weights(jobs, console) -> bool:
 def main_sweep(args) -> int:
     from rich.console import Console
 
-    from ispad_bench.report.write import no_success_message, write_report
+    from ispad_bench.report.write import FIGURES, no_success_message, write_report
     from ispad_bench.sweep import grid
     from ispad_bench.sweep.lock import SweepLock, SweepLocked
     from ispad_bench.sweep.overrides import for_sweep as fit_overrides
@@ -202,7 +202,7 @@ def main_sweep(args) -> int:
     elif not args.no_report:
         paths = write_report(out_dir)
         figures = any(k.startswith(("roc", "overlay")) for k in paths)
-        console.print(f"report: {paths['md']} (also .csv/.tex)" + (f", figures in {out_dir / 'figures'}" if figures else ""))
+        console.print(f"report: {paths['md']} (also .csv/.tex)" + (f", figures in {out_dir / FIGURES}" if figures else ""))
     return 0 if summary.success else 1
 
 
