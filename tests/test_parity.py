@@ -67,11 +67,11 @@ def check_state(prefix: str, state: dict[str, torch.Tensor], ref: dict[str, np.n
     with ``travel`` (lr·steps), entries as :func:`check_adam`."""
     seen = 0
 
-    def check(quantity, ours, expected, rtol, atol):
+    def compare(quantity, ours, expected):
         if travel is not None and "running_" in quantity:  # BN statistics of features those entries feed
-            return globals()["check"](quantity, ours, expected, max(rtol, 1e-3), atol)
+            return check(quantity, ours, expected, max(rtol, 1e-3), atol)
         if travel is None or np.ndim(expected) == 0:
-            return globals()["check"](quantity, ours, expected, rtol, atol)
+            return check(quantity, ours, expected, rtol, atol)
         return check_adam(quantity, ours, expected, rtol, atol, travel)
 
     for key, t in state.items():
@@ -79,10 +79,10 @@ def check_state(prefix: str, state: dict[str, torch.Tensor], ref: dict[str, np.n
             continue
         flat = t.detach().double().flatten()
         if f"{prefix}{key}" in ref:
-            check(f"{prefix}{key}", t, ref[f"{prefix}{key}"], rtol, atol)
+            compare(f"{prefix}{key}", t, ref[f"{prefix}{key}"])
         else:
-            check(f"{prefix}{key} (sampled entries)", flat[common.sample_indices(flat.numel())], ref[f"{prefix}{key}#sample"], rtol, atol)
-            check(f"{prefix}{key} (L2 norm)", float(flat.norm()), ref[f"{prefix}{key}#norm"], rtol, atol)
+            compare(f"{prefix}{key} (sampled entries)", flat[common.sample_indices(flat.numel())], ref[f"{prefix}{key}#sample"])
+            compare(f"{prefix}{key} (L2 norm)", float(flat.norm()), ref[f"{prefix}{key}#norm"])
         seen += 1
     return seen
 

@@ -1,4 +1,4 @@
-"""ISP-AD data (layer: data; imports nothing else of the package but ``errors``/``files``).
+"""ISP-AD data (layer: data; imports nothing of the package above it, only the base modules ``errors``/``lazy``).
 
 Readers: ``Modality`` (every per-modality fact), the on-disk layout, ``ISPAD`` (MVTec folder
 scheme) and ``ISPADSupervised`` (HDF5 stream + injected real defects), ``data check`` and

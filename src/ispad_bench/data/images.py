@@ -45,7 +45,7 @@ def _open(path: str | Path) -> tuple[np.ndarray, float]:
         raise
     except FileNotFoundError as err:
         raise ImageReadError(f"{path}: file not found") from err
-    except Exception as err:
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
         raise ImageReadError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
     if mode.startswith("I;16"):
         array = array.astype(np.uint16, copy=False)

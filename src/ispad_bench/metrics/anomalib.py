@@ -108,7 +108,7 @@ class ISPADMetrics(AnomalibMetric, Metric):
         self.uncertainty = UncertaintyOptions(n=0)  # the evaluator sets its own (bootstrap, cross-fit)
         self.bootstrap_result = None
 
-    def update(self, batch: Any, *args, **kwargs) -> None:
+    def update(self, batch: Any, *args, **kwargs) -> None:  # Anomalib passes the batch only
         """Store the batch's raw outputs (float32 maps, bool masks; no copies on CPU)."""
         score, label = batch.pred_score, getattr(batch, "gt_label", None)
         amap = getattr(batch, "anomaly_map", None)

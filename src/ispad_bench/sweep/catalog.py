@@ -86,7 +86,7 @@ def model_class(name: str) -> type:
     if is_class_path(name):
         try:
             cls = import_path(name)
-        except Exception as err:
+        except Exception as err:  # any import failure of a user's class path: one clear error
             raise ValueError(f"method {name!r}: cannot import this class path ({err})") from err
         if not (inspect.isclass(cls) and issubclass(cls, AnomalibModule)):
             raise ValueError(f"method {name!r} is not an anomalib AnomalibModule subclass")
@@ -254,11 +254,15 @@ def _simple(init_args: dict[str, Any]) -> dict[str, Any]:
             if k not in skip and not (isinstance(v, dict) and "class_path" in v)}
 
 
+def section_model(model: dict) -> tuple[type, dict[str, Any]]:
+    """(model class, init args that build it alone) of a config's ``model`` section."""
+    return model_class(model.get("class_path", "")), _simple(model.get("init_args") or {})
+
+
 def method_model(name: str, configured: dict[str, dict]) -> tuple[type, dict[str, Any]]:
     """(model class, init args) a method runs with by default: its config, else Anomalib's defaults."""
     if name in configured:
-        model = yaml_section(next(iter(configured[name].values())), "model")
-        return model_class(model.get("class_path", "")), _simple(model.get("init_args") or {})
+        return section_model(yaml_section(next(iter(configured[name].values())), "model"))
     return model_class(name), {}
 
 
@@ -286,8 +290,7 @@ def missing_job_weights(jobs) -> dict[str, list]:
         key = json.dumps(model, sort_keys=True, default=str)
         if key not in cache:
             try:
-                cls = model_class(model.get("class_path", ""))
-                cache[key] = [f for f in needed_files(cls, _simple(model.get("init_args") or {}))[0] if not f.present]
+                cache[key] = [f for f in needed_files(*section_model(model))[0] if not f.present]
             except ValueError:
                 cache[key] = []
         if cache[key]:

@@ -49,7 +49,9 @@ def _real_defects(datamodule) -> Any:
 
 
 def _to_dict(ns) -> dict:
-    return {k: ns[k] for k in ns.keys()}  # noqa: SIM118 (a jsonargparse Namespace: keys() is its API) if hasattr(ns, "keys") else dict(ns)
+    if hasattr(ns, "keys"):  # a jsonargparse Namespace: keys() is its API
+        return {k: ns[k] for k in ns.keys()}  # noqa: SIM118
+    return dict(ns)
 
 
 def execute(spec: dict, state: dict) -> dict:
@@ -234,7 +236,7 @@ def run(spec_path: Path) -> int:
         base["device"] = device_info()
         result = execute(spec, state)
         record = {**base, "status": "ok", **result}
-    except BaseException as err:
+    except BaseException as err:  # every failure becomes a record
         if isinstance(err, KeyboardInterrupt):
             raise
         traceback.print_exc()

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 from ispad_bench.files import utc_now
-
-LOCK_NAME = ".sweep.lock"
+from ispad_bench.sweep.records import SWEEP_LOCK
 
 
 class SweepLocked(RuntimeError):
@@ -43,7 +42,7 @@ class SweepLock:
     """Context manager holding ``<out_dir>/.sweep.lock``; ``note`` is set when a stale lock was taken over."""
 
     def __init__(self, out_dir: Path, wait: bool = False, poll_s: float = 1.0) -> None:
-        self.path = Path(out_dir) / LOCK_NAME
+        self.path = Path(out_dir) / SWEEP_LOCK
         self.wait, self.poll_s = wait, poll_s
         self.note: str | None = None
         self._file = None

@@ -1,4 +1,4 @@
-"""The files of a job folder and the record format: names, schema, reading (no torch, no anomalib).
+"""The files of a sweep and job folder and the record format: names, schema, reading (no torch, no anomalib).
 
 Every name a job folder holds is defined here, once (the folder layout is documented in
 docs/sweep.md, "The sweep folder"). Every file is written through :mod:`ispad_bench.files`
@@ -12,6 +12,7 @@ from pathlib import Path
 from ispad_bench.files import read_json
 
 SWEEP = "sweep.json"  # <out>/: the grid of the last invocation
+SWEEP_LOCK = ".sweep.lock"  # <out>/: the running sweep (lock.py)
 RECORD = "record.json"  # outcome of the job's latest attempt (metrics, timings, provenance, error)
 SPEC = "job.json"  # what the current attempt runs (written by the runner, read by job.py)
 CONFIG = "config.yaml"  # the resolved config (``anomalib train --config <job>/config.yaml`` reruns it)
