@@ -156,15 +156,16 @@ def test_layers_point_down():
 
 # Keys of smoke/paper/official jobs before the package was reorganised: a user's finished sweep
 # must be found again after any refactor (data root fixed, so the keys do not depend on the machine).
+# A change of procedure changes keys on purpose (issue 20: DDAD's official loaders and checkpoint rule).
 PINNED = {
     ("smoke", "efficient_ad", "LSM-1", 0): "3efed9da41e76bf1",
     ("smoke", "uflow", "ASM", 0): "f42171080023cf79",
     ("smoke", "glass", "LSM-2", 0): "c056219b577dceeb",
-    ("smoke", "ddad", "ASM", 0): "453eb5b8721903f7",
+    ("smoke", "ddad", "ASM", 0): "60c16631b7fe62d6",  # issue 20: DDAD as the official code (new procedure, new keys)
     ("smoke", "patchcore", "LSM-1", 0): "58742b24d13e9e5d",
     ("paper", "glass", "ASM", 1): "fb43690bfbbe6463",
     ("paper", "efficient_ad", "LSM-2", 2): "436078601c9e150e",
-    ("official", "ddad", "LSM-1", 0): "33755499a0aab0f1",
+    ("official", "ddad", "LSM-1", 0): "11f20c4d37440389",  # issue 20: drop_last, da_batch_size, checkpoint rule
 }
 # In a fresh interpreter, as `ispad-bench sweep` computes them: how jsonargparse types a value of
 # `Union[int, float]` (`limit_train_batches: 2` -> 2 or 2.0) depends on what was imported before.

@@ -266,7 +266,9 @@ def test_config_encodes_the_paper_settings(slug):
     assert cfg["model"]["class_path"] == "ispad_bench.models.ddad.Ddad"
     assert data["modality"] == MODALITIES[slug] and data["train_split"] == "reduced"
     assert data["train_batch_size"] == data["eval_batch_size"] == 8  # §4.3.6
-    assert args["diffusion_steps"] == 3000 and args["diffusion_unit"] == "steps"  # §4.3.6
+    # official train.py/main.py as the authors ran it (§4.3.5): 3000 epochs, checkpoint 2000, official loaders
+    assert (args["diffusion_steps"], args["diffusion_unit"], args["test_checkpoint"]) == (3000, "epochs", 2000)
+    assert (args["drop_last"], args["da_batch_size"]) == (True, 16)
     assert 5e-5 <= args["lr"] <= 1e-4  # §4.3.6
     assert (args["w"], args["w_da"], args["da_epochs"]) == (3.0, 3.0, 4)  # §4.3.5
     assert (args["test_start"], args["skip"], args["eta"]) == (250, 25, 1.0)  # §4.3.6
@@ -302,7 +304,8 @@ def test_config_runs_both_phases_then_test_in_one_train_call(slug, synth_root, t
         "--model.init_args.image_size", "32", "--model.init_args.unet_base_channels", "32",
         "--model.init_args.unet_attention_resolutions", "[8, 4]", "--model.init_args.feature_backbone", "resnet18",
         "--model.init_args.pre_trained", "false", "--model.init_args.diffusion_steps", str(length),
-        "--model.init_args.diffusion_unit", unit,
+        "--model.init_args.diffusion_unit", unit, "--model.init_args.test_checkpoint", "null",
+        "--model.init_args.da_batch_size", "null" if slug == "lsm2" else "16",
         "--model.init_args.da_epochs", str(da_epochs), "--model.init_args.test_start", "50",
         "--model.init_args.normalization", normalization, "--model.init_args.visualizer", "false",
         "--default_root_dir", str(tmp_path / "results"),
@@ -332,7 +335,8 @@ def test_config_runs_both_phases_then_test_in_one_train_call(slug, synth_root, t
 
 # ---- official training length: epochs + test_checkpoint (main.py load_chp) ----------------------------
 def test_epochs_with_test_checkpoint_tests_the_named_checkpoint(tmp_path):
-    """3 diffusion epochs of 2 batches, checkpoint 2: the weights after step 4 are the ones kept for test."""
+    """3 diffusion epochs of 2 batches, checkpoint 2: official train.py saves file ``2`` after the first step of
+    epoch 2, so the weights after step (2 - 1) x 2 + 1 = 3 are the ones kept for test."""
     from anomalib.data import ImageBatch
     from lightning.pytorch import Callback, Trainer
 
@@ -356,9 +360,10 @@ def test_epochs_with_test_checkpoint_tests_the_named_checkpoint(tmp_path):
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     assert int(model.diffusion_steps_done) == 6  # the whole official length was trained
     final = model.model.unet.state_dict()
-    assert all(torch.equal(final[k], v) for k, v in snaps.states[4].items())  # epoch 2 = step 4 is tested
-    assert not all(torch.equal(final[k], v) for k, v in snaps.states[5].items())
-    assert model.procedure()["tested"] == "UNet after 2 of 3 epochs"
+    assert all(torch.equal(final[k], v) for k, v in snaps.states[3].items())  # checkpoint 2 = step 3 is tested
+    assert not all(torch.equal(final[k], v) for k, v in snaps.states[4].items())
+    proc = model.procedure()
+    assert proc["tested"] == "UNet checkpoint 2 of 3 epochs (step 3)" and proc["tested_step"] == proc["tested_step_planned"] == 3
     with pytest.raises(ValueError, match="test_checkpoint"):
         Ddad(image_size=32, unet_base_channels=32, feature_backbone="resnet18", pre_trained=False,
              diffusion_steps=3, test_checkpoint=4)

@@ -28,7 +28,8 @@ def _resolved(profile: str, method: str, modality: str = "LSM-1") -> dict:
     ("profile", "method", "reading", "matches"),
     [
         ("paper", "glass", "official", True),
-        ("paper", "ddad", "paper-text", True),
+        ("paper", "ddad", "official-code", True),  # the configs' default since issue 20 (§4.3.5)
+        ("paper-text", "ddad", "paper-text", True),
         ("official", "ddad", "official-code", True),
         ("paper", "efficient_ad", "anomalib-v1", True),
         ("smoke", "glass", "official-custom-length", False),  # 1 epoch, random weights
@@ -45,7 +46,8 @@ def test_readings_of_the_shipped_configs(profile, method, reading, matches):
 def test_official_profile_runs_ddad_as_main_py():
     args = _resolved("official", "ddad")["model"]["init_args"]
     assert (args["diffusion_steps"], args["diffusion_unit"], args["test_checkpoint"]) == (3000, "epochs", 2000)
-    assert _resolved("paper", "ddad")["model"]["init_args"]["test_checkpoint"] is None  # paper text: last
+    assert _resolved("paper", "ddad")["model"]["init_args"]["test_checkpoint"] == 2000  # the configs' default
+    assert _resolved("paper-text", "ddad")["model"]["init_args"]["test_checkpoint"] is None  # paper text: last
 
 
 def test_efficient_ad_has_anomalib_max_steps_and_lr_step_at_95_percent():
@@ -83,6 +85,9 @@ def test_report_marks_procedures_and_shows_epochs_and_group_fns(tmp_path):
     _record(tmp_path, "efficient_ad", 0, {**official, "reading": "anomalib-v1", "texture_source": None})
     _record(tmp_path, "ddad", 0, {**official, "reading": "official-code", "texture_source": None})
     _record(tmp_path, "glass", 0, {**official, "texture_source": "generated"}, modality="ASM")
+    _record(tmp_path, "glass", 0, {**official, "matches_paper_runs": False, "tested": "last epoch",
+                                   "mismatches": ["0 evaluations in 160 epochs (official: 160); model selection did not run"]},
+            modality="LSM-2")
     for seed, (epoch, fn_area) in enumerate([(9, 3), (11, 5)]):
         _record(tmp_path, "supervised", seed, {"name": "paper", "reading": "paper", "matches_paper_runs": True,
                                                "selected_epoch": epoch, "epochs_trained": epoch + 20},
@@ -102,6 +107,9 @@ def test_report_marks_procedures_and_shows_epochs_and_group_fns(tmp_path):
     assert "FN-area" in text and "Best epoch" in text and "10 ± 1.4" in text.split("ResNet18")[1]
     assert "procedure paper/official, selection official, tested epoch 7 (selected), textures dtd" in text
     assert notes.FOOTNOTE in text
+    glass_lsm2 = by["GLASS LSM-2"]  # measured: the selection never ran, so no Δ and the reason is printed
+    assert glass_lsm2.method == "GLASS" + notes.MARK_PROCEDURE and pd.isna(glass_lsm2.mcc_delta)
+    assert "NOT as the reading requires: 0 evaluations in 160 epochs" in report.to_markdown(df, [])
 
 
 def test_epoch_tracker_best_epoch_follows_the_monitor_mode():
@@ -138,3 +146,32 @@ def test_ddad_reconstructions_are_stored_and_drawn_as_triplets(tmp_path):
     assert reconstruction_grid("DDAD, LSM-1", arrays, tmp_path / "r.png").stat().st_size > 0
     plain = {k: v for k, v in arrays.items() if not k.startswith("reconstruction_")}
     assert reconstruction_grid("U-Flow", plain, tmp_path / "u.png") is None and not (tmp_path / "u.png").exists()
+
+
+def test_a_glass_job_whose_selection_did_not_run_does_not_match_the_paper_runs():
+    """The label comes from what ran: the paper config with no evaluation is not the official selection."""
+    from ispad_bench.models import GlassISPAD
+
+    config = _resolved("paper", "glass")
+    model = GlassISPAD(image_size=32, pre_trained=False, evaluator=False, visualizer=False)
+    tracker = procedure.EpochTracker()
+    tracker.epochs_trained, tracker.batches = 160, [50] * 160
+    tracker.epoch_digests = {e: f"d{e}" for e in range(160)}
+    tracker.tested_digest = "d159"
+    config["model"]["init_args"]["pre_trained"] = True
+    out = procedure.describe({"method": "glass", "profile": "paper"}, config, model, tracker, None)
+    assert out["reading"] == "official" and out["matches_paper_runs"] is False
+    assert any("0 evaluations in 160 epochs" in m for m in out["mismatches"]), out["mismatches"]
+    assert out["measured"]["tested_epoch"] == 159
+
+    # the same run with its 160 evaluations, the selected epoch's weights tested: it matches
+    for epoch in range(160):
+        model.selector.update(epoch, {"image_AUROC": 0.5 + (epoch == 37) * 0.1, "pixel_AUROC": 0.5}, model)
+    model.selector.restored, model.epoch_batches = True, 50
+    tracker.evaluations, tracker.tested_digest = 160, "d37"
+    out = procedure.describe({"method": "glass", "profile": "paper"}, config, model, tracker, None)
+    assert out["mismatches"] == [] and out["matches_paper_runs"] is True
+    assert out["selected_epoch"] == out["measured"]["tested_epoch"] == 37
+    tracker.tested_digest = "d159"  # restored flag set, but the last epoch's weights were tested
+    out = procedure.describe({"method": "glass", "profile": "paper"}, config, model, tracker, None)
+    assert out["matches_paper_runs"] is False and "selected was 37" in out["mismatches"][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,3 +101,34 @@ def test_glass_selection_option_and_restored_weights():
     assert engine_rule.selector is None and stops[0].patience == 7 and stops[0].monitor == "pixel_AUROC"
     with pytest.raises(ValueError, match="selection"):
         GlassISPAD(image_size=32, pre_trained=False, selection="best")
+
+
+def test_glass_official_selection_runs_when_the_epoch_cap_binds(synth_root, tmp_path, monkeypatch):
+    """The cap binds (train set > limit): every meta-epoch is evaluated and the selected weights are tested.
+
+    On the 20-patch LSM-2 set at batch 2, ``limit 4`` gives the official 3 batches (6 samples) per meta-epoch;
+    before issue 20 the cap ended each epoch before its validation (0 evaluations, the last epoch tested).
+    """
+    from anomalib.cli import AnomalibCLI
+
+    from ispad_bench.sweep.procedure import EpochTracker, weights_digest
+
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[1] / "configs" / "glass" / "lsm2.yaml"
+    cli = AnomalibCLI(args=[
+        "train", "--config", str(config), "--data.init_args.root", str(synth_root), "--data.init_args.num_workers", "0",
+        "--data.init_args.train_batch_size", "2", "--data.init_args.eval_batch_size", "8",
+        "--model.init_args.image_size", "32", "--model.init_args.pre_trained", "false", "--model.init_args.limit", "4",
+        "--model.init_args.visualizer", "false", "--trainer.max_epochs", "3", "--trainer.accelerator", "cpu",
+        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks+=ispad_bench.sweep.procedure.EpochTracker", "--default_root_dir", str(tmp_path / "out"),
+    ])
+    model = cli.engine.model
+    (tracker,) = [c for c in cli.engine.trainer.callbacks if isinstance(c, EpochTracker)]
+    assert len(cli.datamodule.train_data) > 6  # the cap really binds
+    assert tracker.batches == [3, 3, 3] and model.epoch_batches == 3 and tracker.images_seen == 18
+    assert tracker.evaluations == 3 and model.selector.summary()["evaluations"] == 3
+    best = model.selector.best_epoch
+    assert best is not None and model.selector.restored
+    assert weights_digest(model) == tracker.epoch_digests[best] == tracker.tested_digest  # the selected weights tested
+    assert tracker.tested_epoch() == best and model.procedure()["tested"] == f"epoch {best} (selected)"

@@ -38,11 +38,21 @@ def row_marks(records: list[dict]) -> str:
     """
     marks = ""
     procs = [r["procedure"] for r in records if isinstance(r.get("procedure"), dict)]
-    if any(not p.get("matches_paper_runs", False) for p in procs):
+    if any(not p.get("matches_paper_runs", False) or procedure_mismatches(p) for p in procs):
         marks += MARK_PROCEDURE
     if any(p.get("texture_source") == "generated" for p in procs):
         marks += MARK_TEXTURES
     return marks
+
+
+def procedure_mismatches(proc: dict) -> list[str]:
+    """Why a run did not do what its reading requires: the record's measured ``mismatches``, or, for records
+    written before they were measured (issue 20), a GLASS official selection that logged no evaluation."""
+    if "mismatches" in proc:
+        return list(proc["mismatches"] or [])
+    if proc.get("selection") == "official" and proc.get("evaluations") == 0:
+        return ["0 evaluations: model selection did not run (record written before issue 20; rerun the job)"]
+    return []
 
 
 def row_procedure(records: list[dict]) -> str:
@@ -59,6 +69,8 @@ def row_procedure(records: list[dict]) -> str:
             text += f", real ids {p['real_ids']}"
         if p.get("texture_source"):
             text += f", textures {p['texture_source']}"
+        if procedure_mismatches(p):  # measured: the run did not do what its reading requires
+            text += ", NOT as the reading requires: " + "; ".join(procedure_mismatches(p))
         parts[text] = None
     return "; ".join(parts) if parts else "unknown (record without procedure)"
 

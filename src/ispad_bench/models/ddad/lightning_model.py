@@ -1,17 +1,22 @@
 """DDAD as an Anomalib model: diffusion training, then domain adaptation, then test, in one ``fit``.
 
-Phase 1 trains the UNet for ``diffusion_steps`` optimiser steps (Adam, official ``train.py``), or
-for that many epochs with ``diffusion_unit: epochs`` (the official loop counts epochs).
-Phase 2 starts at the next epoch boundary and runs ``da_epochs`` passes over the training data,
-fine-tuning the feature extractor (AdamW, official ``feature_extractor.py``). Training then
+Defaults are the official code's (§4.3.5: the paper ran it with its configuration files): phase 1
+trains the UNet for ``diffusion_steps: 3000`` *epochs* (Adam, official ``train.py``; its loader drops
+the last, partial batch) and tests checkpoint ``test_checkpoint: 2000``; the paper's text, 3000
+optimiser steps and the last weights, is ``diffusion_unit: steps`` with ``test_checkpoint: null``
+(profile ``paper-text``). Phase 2 starts at the next epoch boundary and runs ``da_epochs`` passes over
+the training data, fine-tuning the feature extractor (AdamW, official ``feature_extractor.py``) on
+batches of ``da_batch_size`` images (official 16: 8 targets + 8 inputs, drop_last). Training then
 stops by itself; ``anomalib train`` goes on to test. Both phases use manual optimisation with
 one optimiser each; the step counters are buffers, so Lightning checkpoints (saved at every
 epoch end) carry the phase and a resumed run continues where it stopped. The current phase is
 logged as ``phase`` (1 or 2) in the progress bar, and each transition is printed.
 
-With ``test_checkpoint: N`` the UNet weights after N steps (or epochs) of phase 1 are kept and put
-back when phase 1 ends, so domain adaptation and test use them, as the official ``main.py`` does with
-``load_chp`` (it trains ``epochs: 3000``, saves every 250 epochs and tests checkpoint 2000).
+With ``test_checkpoint: N`` the UNet weights of checkpoint N are kept and put back when phase 1 ends,
+so domain adaptation and test use them, as the official ``main.py`` does with ``load_chp``. In steps,
+checkpoint N is the UNet after N steps. In epochs it is the official file ``N``: ``train.py`` saves it
+when ``(epoch + 1) % 250 == 0 and step == 0``, i.e. after the *first* step of epoch N,
+``(N - 1) · batches + 1`` optimiser steps (123,939 for N = 2000 at 62 batches).
 
 Validation is switched off (``limit_val_batches: 0``): DDAD trains for a fixed budget and never
 selects a model, and a validation pass costs as much as a test pass.
@@ -35,6 +40,7 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from ispad_bench.models.args import check
+from ispad_bench.models.epochs import apply_cap, drop_last_cap, loader_shape
 from ispad_bench.models.ddad.torch_model import DdadModel, load_state, center_crop, load_official_unet
 from ispad_bench.models.weights import MissingWeightsError, RaiseMissingWeightsAtSetup
 
@@ -58,11 +64,16 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
             file is missing, the model is built with random weights and ``setup`` raises one error naming
             the file and where it goes, before any training step.
         download: let torchvision fetch missing ImageNet weights (default: never, as the other methods).
-        diffusion_steps: phase-1 length (paper: 3000 steps, §4.3.6); 0 skips phase 1.
-        diffusion_unit: ``steps`` (paper wording, default) or ``epochs``: the official ``train.py``
-            runs ``epochs: 3000`` passes over the training set (~62 steps each at 500 images, batch 8).
-        test_checkpoint: phase-1 length (in ``diffusion_unit``) whose UNet weights are adapted and tested;
-            ``None`` = the last (official ``load_chp``: 2000 of 3000 epochs).
+        diffusion_steps: phase-1 length (official ``epochs: 3000``; §4.3.6 "3000 steps"); 0 skips phase 1.
+        diffusion_unit: ``epochs`` (official ``train.py``, default: 62 steps each at 500 images, batch 8,
+            drop_last) or ``steps`` (the paper's wording).
+        test_checkpoint: checkpoint (in ``diffusion_unit``) whose UNet weights are adapted and tested;
+            ``None`` = the last (official ``load_chp``: 2000, default; see the module docstring).
+        drop_last: leave out the last, partial training batch of every epoch, as the official loaders
+            (default); ``False`` keeps it (Anomalib's loader).
+        da_batch_size: images per domain-adaptation step, half targets, half inputs (official
+            ``DA_batch_size`` 16, gathered from consecutive training batches, an incomplete rest dropped
+            at each epoch end); ``None`` = one training batch per step (paper batch 8: 4 + 4).
         lr: UNet learning rate (paper: 5e-5 ... 1e-4; official 3e-4).
         weight_decay: UNet Adam weight decay (official 0.05).
         trajectory_steps, beta_start, beta_end: DDPM schedule (official 1000, 1e-4, 0.02).
@@ -95,8 +106,10 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
         pre_trained: bool = True,
         download: bool = False,
         diffusion_steps: int = 3000,
-        diffusion_unit: str = "steps",
-        test_checkpoint: int | None = None,
+        diffusion_unit: str = "epochs",
+        test_checkpoint: int | None = 2000,
+        drop_last: bool = True,
+        da_batch_size: int | None = 16,
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         trajectory_steps: int = 1000,
@@ -131,7 +144,8 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
                             unet_base_channels=(unet_base_channels, "[1, inf)"), unet_heads=(unet_heads, "[1, inf)"),
                             diffusion_steps=(diffusion_steps, "[0, inf)"), da_epochs=(da_epochs, "[0, inf)"),
                             trajectory_steps=(trajectory_steps, "[1, inf)"), test_start=(test_start, "[1, inf)"),
-                            skip=(skip, "[1, inf)"), map_crop=(map_crop, "[1, inf)"), seed=(seed, "[0, 4294967296)")))
+                            skip=(skip, "[1, inf)"), map_crop=(map_crop, "[1, inf)"), seed=(seed, "[0, 4294967296)"),
+                            da_batch_size=(da_batch_size, "[2, inf)")))
         super().__init__(
             pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
         )
@@ -162,6 +176,11 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
         self.diffusion_unit = diffusion_unit
         self.test_checkpoint = None if test_checkpoint is None else int(test_checkpoint)
         self._checkpoint_step = 0  # optimiser step of test_checkpoint; set at train start
+        self.snapshot_step: int | None = None  # the step whose UNet was kept for test (measured)
+        self.drop_last, self.da_batch_size = bool(drop_last), da_batch_size
+        self.epoch_batches: int | None = None  # training batches per epoch, set at fit start
+        self.da_optimizer_steps = 0
+        self._da_buffer: list[torch.Tensor] = []
         self._unet_snapshot: dict[str, torch.Tensor] | None = None
         self._diffusion_total = self.diffusion_steps  # optimiser steps; set per epoch count at train start
         self.lr, self.weight_decay = lr, weight_decay
@@ -210,12 +229,21 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
             return 1
         return 2 if int(self.da_steps_done) < self._da_total else 3
 
+    def on_fit_start(self) -> None:
+        """The official loaders' ``drop_last`` as a batch limit (:mod:`..epochs`)."""
+        shape = loader_shape(self.trainer)
+        if self.drop_last and shape is not None:
+            size, batch_size, batches = shape
+            apply_cap(self.trainer, drop_last_cap(size, batch_size), batches)
+
     def on_train_start(self) -> None:
         batches = int(self.trainer.num_training_batches)
+        self.epoch_batches = batches
         self._da_total = self.da_epochs * batches
         per_unit = batches if self.diffusion_unit == "epochs" else 1
         self._diffusion_total = self.diffusion_steps * per_unit
-        self._checkpoint_step = (self.test_checkpoint or 0) * per_unit
+        chp = self.test_checkpoint or 0  # official epoch checkpoint N: saved after the first step of epoch N
+        self._checkpoint_step = (chp - 1) * batches + 1 if chp and self.diffusion_unit == "epochs" else chp
         done_1, done_2 = int(self.diffusion_steps_done), int(self.da_steps_done)
         self.print(
             f"DDAD phase 1/2: diffusion training, {done_1}/{self._diffusion_total} steps done; "
@@ -243,6 +271,7 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
             self.log("phase", 1.0, prog_bar=True)
             if int(self.diffusion_steps_done) == self._checkpoint_step < self._diffusion_total:
                 self._unet_snapshot = {k: v.detach().cpu().clone() for k, v in self.model.unet.state_dict().items()}
+                self.snapshot_step = int(self.diffusion_steps_done)
                 self.print(f"DDAD: UNet weights after {self.test_checkpoint} {self.diffusion_unit} kept for test")
             if int(self.diffusion_steps_done) == self._diffusion_total:
                 if self._unet_snapshot is not None:  # official load_chp: adapt and test the kept weights
@@ -254,11 +283,28 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
             return {"loss": loss}
         self.da_steps_done += 1
         self.log("phase", 2.0, prog_bar=True)
-        if batch.image.shape[0] < 2:  # one image cannot be split into target and input
+        images = self._da_batch(batch.image)
+        if images is None or images.shape[0] < 2:  # gathering, or one image cannot be split into target and input
             return None
-        loss = self.model.domain_adaptation_step(batch.image, opt_fe, self.manual_backward)
+        loss = self.model.domain_adaptation_step(images, opt_fe, self.manual_backward)
+        self.da_optimizer_steps += 1
         self.log("da_loss", loss, prog_bar=True)
         return {"loss": loss}
+
+    def _da_batch(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The next domain-adaptation batch: ``da_batch_size`` images from consecutive training batches."""
+        if self.da_batch_size is None:
+            return images
+        self._da_buffer.append(images)
+        gathered = torch.cat(self._da_buffer)
+        if gathered.shape[0] < self.da_batch_size:
+            return None
+        rest = gathered[self.da_batch_size:]
+        self._da_buffer = [rest] if rest.shape[0] else []
+        return gathered[: self.da_batch_size]
+
+    def on_train_epoch_start(self) -> None:
+        self._da_buffer = []  # official drop_last: an incomplete domain-adaptation batch is not carried over
 
     def on_train_epoch_end(self) -> None:
         if self.phase == 2 and int(self.da_steps_done):
@@ -274,13 +320,20 @@ class Ddad(RaiseMissingWeightsAtSetup, AnomalibModule):
     def procedure(self) -> dict[str, Any]:
         """Phase-1 length and which UNet weights were tested, for the run's record (``sweep/procedure.py``)."""
         tested = self.test_checkpoint or self.diffusion_steps
-        restored = self._unet_snapshot is not None or tested == self.diffusion_steps
+        done = int(self.diffusion_steps_done)
+        last = self.test_checkpoint is None or self._checkpoint_step >= self._diffusion_total
+        tested_step = done if last else self.snapshot_step
+        restored = self._unet_snapshot is not None or last
         return {
             "diffusion_unit": self.diffusion_unit, "diffusion_length": self.diffusion_steps,
-            "diffusion_optimizer_steps": int(self.diffusion_steps_done), "test_checkpoint": tested,
-            "tested": f"UNet after {tested} of {self.diffusion_steps} {self.diffusion_unit}"
+            "diffusion_optimizer_steps": done, "diffusion_steps_planned": self._diffusion_total,
+            "test_checkpoint": tested, "tested_step": tested_step, "tested_step_planned": self._diffusion_total if last else self._checkpoint_step,
+            "tested": f"UNet {'checkpoint' if not last else 'after'} {tested} of {self.diffusion_steps} "
+                      f"{self.diffusion_unit} (step {tested_step})"
                       + ("" if restored else " (NOT restored: phase 1 did not reach the checkpoint in this process)"),
-            "da_epochs": self.da_epochs,
+            "epoch_batches": self.epoch_batches, "drop_last": self.drop_last,
+            "da_epochs": self.da_epochs, "da_batch_size": self.da_batch_size,
+            "da_optimizer_steps": self.da_optimizer_steps,
         }
 
     # ---- checkpoints -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Differences to Anomalib's ``Glass`` (why this class exists): the official local 
 (:mod:`.las`), a texture source that never downloads (:mod:`.textures`), torchvision-equivalent
 WideResNet-50-2 weights (timm ``wide_resnet50_2.tv_in1k``; timm's default tag is ``racm_in1k``) checked
 before anything is built, a frozen backbone also with ``pre_trained=False`` (Anomalib crashes there),
-the official 392-sample epoch cap, the feature centre computed only when GAS needs it (hypersphere), and
+the official 392-sample epoch cap as a batch limit that still validates (:mod:`..epochs`), the feature centre computed only when GAS needs it (hypersphere), and
 the official model selection (best image + pixel AUROC evaluation is tested, :mod:`..selection`) or, with
 ``selection: early_stopping``, Anomalib's engine rule (stop after ``patience`` evaluations without a better
 pixel AUROC, test the last epoch).
@@ -12,6 +12,7 @@ pixel AUROC, test the last epoch).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from torch import optim
 from torchvision.transforms.v2 import Compose, Normalize
 
 from ispad_bench.models.args import check
+from ispad_bench.models.epochs import apply_cap, glass_cap, loader_shape
 from ispad_bench.models.offline_timm import deferred_backbone_context
 from ispad_bench.models.selection import BestSumSelection
 from ispad_bench.models.weights import RaiseMissingWeightsAtSetup
@@ -37,6 +39,9 @@ from ispad_bench.models.weights import RaiseMissingWeightsAtSetup
 from .las import LocalAnomalySynthesis
 from .textures import source_name, texture_source
 from .torch_model import GlassISPADModel
+
+logger = logging.getLogger(__name__)
+
 
 class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
     """GLASS (Chen et al., ECCV 2024) with the official training procedure, as an Anomalib model.
@@ -55,7 +60,8 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         step, gaussian_noise_std, radius_quantile, focal_quantile, mining: official GAS/loss constants
             (20, 0.015, 0.75, 0.5, True).
         limit: training samples per epoch: an epoch stops once more than ``limit`` samples were used
-            (official ``--limit 392``: 50 batches of 8).
+            (official ``--limit 392``: 50 batches of 8). Applied at fit start as the trainer's
+            ``limit_train_batches`` (``limit // batch + 1``), so every meta-epoch is still evaluated.
         texture_dir: local DTD-layout folder (``images/<category>/*.jpg``, ``ispad-bench data textures``);
             ``None`` → generated textures.
         texture_fallback: a ``texture_dir`` without textures gives generated ones with a warning (default)
@@ -159,6 +165,8 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         self.lr = lr
         self.limit = limit
         self._epoch_samples = 0
+        self.epoch_batches: int | None = None  # batches per meta-epoch, set at fit start from the loader
+        self.samples_seen = 0  # training samples over the whole fit (the record's images seen)
         self.automatic_optimization = False
         self.selection, self.eval_epochs, self.patience = selection, int(eval_epochs), int(patience)
         self.texture_source = source_name(textures)
@@ -182,7 +190,8 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
     def procedure(self) -> dict[str, Any]:
         """How the tested weights were chosen, for the run's record (``sweep/procedure.py``)."""
         info: dict[str, Any] = {"selection": self.selection, "eval_epochs": self.eval_epochs,
-                                "texture_source": self.texture_source, "texture_dir": self.texture_dir}
+                                "texture_source": self.texture_source, "texture_dir": self.texture_dir,
+                                "epoch_batches": self.epoch_batches, "images_seen": self.samples_seen}
         if self.selector is not None:
             info.update(self.selector.summary())
             info["tested"] = f"epoch {self.selector.best_epoch} (selected)" if self.selector.restored else "last epoch"
@@ -207,6 +216,16 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
             optimizers.append(optim.Adam(self.model.projection.parameters(), lr=self.lr, weight_decay=1e-5))
         return optimizers
 
+    def on_fit_start(self) -> None:
+        """The official epoch cap as a batch limit, so Lightning still validates after every meta-epoch."""
+        shape = loader_shape(self.trainer)
+        if shape is None:  # no datamodule: the fallback in on_train_batch_start ends epochs without validation
+            logger.warning("GLASS: no datamodule, so the %d-sample epoch cap cannot be set as a batch limit; epochs "
+                           "it cuts short skip their evaluation", self.limit)
+            return
+        _, batch_size, batches = shape
+        self.epoch_batches = apply_cap(self.trainer, glass_cap(self.limit, batch_size, batches), batches)
+
     def on_train_epoch_start(self) -> None:
         """Reset the epoch sample count; the hypersphere GAS also needs the mean normal feature (manifold does not)."""
         self._epoch_samples = 0
@@ -214,7 +233,7 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
             self.model.calculate_center(self.trainer.train_dataloader, self.device)
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> int | None:
-        """Official epoch cap: stop the epoch once more than ``limit`` samples were trained on."""
+        """Fallback of the epoch cap (never binds once ``on_fit_start`` set the batch limit)."""
         del batch, batch_idx
         return -1 if self._epoch_samples > self.limit else None
 
@@ -233,6 +252,7 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         for opt in reversed(optimizers):  # official order: adaptor step, then discriminator step
             opt.step()
         self._epoch_samples += batch.image.shape[0]
+        self.samples_seen += batch.image.shape[0]
         for name, value in losses.items():
             self.log(name, value.detach(), prog_bar=name == "loss", batch_size=batch.image.shape[0])
         return {"loss": losses["loss"].detach()}
