@@ -94,6 +94,15 @@ def test_end_to_end(server, archives, tmp_path, capsys):
     assert Zenodo.log == []
 
 
+def test_config_files_in_the_record_are_announced_with_the_compare_command(server, archives, tmp_path, capsys):
+    Zenodo.files = {**archives, "run-glass-lsm1.sh": b"python main.py --lr 0.0001 --meta_epochs 160\n"}
+    root = tmp_path / "data"
+    assert main_download(root, record="1", api_url=server) == 0
+    out = capsys.readouterr().out
+    assert "the record holds 1 configuration file(s) (run-glass-lsm1.sh)" in out
+    assert f"ispad-bench configs compare {root}" in out
+
+
 def test_md5_mismatch_is_retried_once(server, archives, tmp_path, capsys):
     Zenodo.files = {"LSM-1.zip": archives["LSM-1.zip"]}
     Zenodo.corrupt = 1

@@ -262,4 +262,18 @@ def main_download(root: str | Path, record: str = "14911043", api_url: str = "ht
     except OSError as err:  # disk full, permissions while moving/extracting: one line, not a traceback
         print(f"error: {err.filename or root}: {err.strerror or err}")
         return 1
+    configs = config_files(root)
+    if configs:  # §4.3.5: the authors' configuration files are published with the dataset
+        shown = ", ".join(str(p.relative_to(root)) for p in configs[:5]) + (" ..." if len(configs) > 5 else "")
+        print(f"the record holds {len(configs)} configuration file(s) ({shown}); compare them with the harness's "
+              f"configs: ispad-bench configs compare {root}")
     return main_check(root)
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".sh", ".json")
+
+
+def config_files(root: Path) -> list[Path]:
+    """Configuration-like files in a downloaded record (YAML, shell scripts, JSON), outside the download cache."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in CONFIG_SUFFIXES
+                  and CACHE_DIR not in p.relative_to(root).parts)

@@ -1,7 +1,8 @@
-"""Published real-defect fraction lists (``real_ids_file``): which real defects a supervised row injects.
+"""Real-defect fraction lists (``real_ids_file``): which real defects a supervised row injects.
 
-The paper sampled its real-defect fractions by one random shuffle (§5.2) and says the sampled lists
-will be published separately. Until then the harness draws its own seeded shuffle
+The paper sampled its real-defect fractions by one random shuffle, extracted in order so smaller
+fractions are contained in larger ones (§5.2.1); it does not publish those lists, nor announce them
+(§5.2.2: results "are based on the initial random selection"). By default the harness draws its own seeded shuffle
 (:func:`ispad_bench.data.supervised.select_real`); with ``real_ids_file`` the listed ids are used
 instead. Two formats, one list of ids per (group, fraction), optionally per modality:
 

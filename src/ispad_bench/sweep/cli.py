@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--rows", type=comma_list, help="supervised rows, e.g. none,mixed-1_16 (default: profile's)")
     sweep.add_argument("--data-root", type=Path, help="dataset root (overrides data.init_args.root)")
     sweep.add_argument("--out", type=Path, help="sweep folder (default: results/runs/<profile>)")
-    sweep.add_argument("--profile", default="paper", help="settings profile in configs/profiles/ (paper, official, smoke)")
+    sweep.add_argument("--profile", default="paper", help="settings profile in configs/profiles/ (paper, official, paper-text, smoke)")
     sweep.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
     sweep.add_argument("--dry-run", action="store_true", help="print the grid with each job's status and exit")
     sweep.add_argument("--devices", type=comma_list, help="GPU ids, one job per GPU at a time, e.g. 0,1")
@@ -69,6 +69,23 @@ def add_parser(subparsers) -> None:
     config.add_argument("--data-root", type=Path)
     config.add_argument("--configs", type=Path)
     config.set_defaults(func=main_config, accepts_overrides=True)
+
+    configs = subparsers.add_parser("configs", help="compare the authors' configuration files with the harness's")
+    configs_sub = configs.add_subparsers(dest="configs_command", required=True)
+    compare = configs_sub.add_parser(
+        "compare", help="list every key where files in DIR differ from configs/<method>/<modality>.yaml",
+        description="Reads Anomalib YAML, the official DDAD config.yaml, GLASS arguments in shell scripts and JSON.")
+    compare.add_argument("dir", help="folder (searched recursively) or one file")
+    compare.add_argument("--method", help="method of every file (default: from each file's path)")
+    compare.add_argument("--modality", help="modality of every file (default: from each file's path)")
+    compare.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
+    compare.set_defaults(func=_compare)
+
+
+def _compare(args) -> int:
+    from ispad_bench.sweep.compare import run
+
+    return run(args)
 
 
 def _configs_dir(path: Path | None) -> Path:
