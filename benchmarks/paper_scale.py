@@ -126,6 +126,8 @@ def rehearse(method: str, modality: str, root: Path, work: Path) -> dict:
 
     sizes = split_sizes(modality)
     overrides, short = SETUPS[method]
+    want = expected(method, sizes, short)
+    full_counts = want.pop("full_counts", None)
     train_dir = root / Modality.parse(modality).value / "train_reduced"  # EfficientAD's Imagenette stand-in
     overrides = [o.replace("{train_dir}", str(train_dir)) for o in overrides]
     config = CONFIGS / method / f"{Modality.parse(modality).slug}.yaml"
@@ -141,7 +143,7 @@ def rehearse(method: str, modality: str, root: Path, work: Path) -> dict:
            "early_stopping": tracker.stopping[0] if tracker.stopping else None}
     if method == "efficient_ad":
         got.update(images_seen=m["images_seen"], lr_values=len({tuple(c["lr"]) for c in m["lr_changes"]}))
-        info = {"tested_epoch": m["tested_epoch"], "full_counts": expected(method, sizes, short)["full_counts"]}
+        info = {"tested_epoch": m["tested_epoch"], "full_counts": full_counts}
     elif method == "uflow":
         got["images_seen"] = m["images_seen"]
         info = {"tested_epoch": m["tested_epoch"]}
@@ -153,8 +155,7 @@ def rehearse(method: str, modality: str, root: Path, work: Path) -> dict:
     else:
         got.update(diffusion_steps=proc["diffusion_optimizer_steps"], tested_step=proc["tested_step"],
                    da_steps=proc["da_optimizer_steps"])
-        info = {"full_counts": expected(method, sizes, short)["full_counts"]}
-    want = {k: v for k, v in expected(method, sizes, short).items() if k != "full_counts"}
+        info = {"full_counts": full_counts}
     return {"method": method, "modality": modality, "train": sizes["train"], "test": sum(sizes.values()) - sizes["train"],
             "shortened": short, "expected": want, "measured": got, "lr_changes": m["lr_changes"],
             "optimizer_steps": m["optimizer_steps"], "seconds": round(time.perf_counter() - t0, 1),

@@ -69,8 +69,8 @@ def row_procedure(records: list[dict]) -> str:
             text += f", real ids {p['real_ids']}"
         if p.get("texture_source"):
             text += f", textures {p['texture_source']}"
-        if procedure_mismatches(p):  # measured: the run did not do what its reading requires
-            text += ", NOT as the reading requires: " + "; ".join(procedure_mismatches(p))
+        if mismatches := procedure_mismatches(p):  # measured: the run did not do what its reading requires
+            text += ", NOT as the reading requires: " + "; ".join(mismatches)
         parts[text] = None
     return "; ".join(parts) if parts else "unknown (record without procedure)"
 

@@ -44,7 +44,6 @@ GLASS_KEYS = {
     "backbone_names": M + "backbone", "le": M + "layers", "layers_to_extract_from": M + "layers",
     "batch_size": D + "train_batch_size", "resize": M + "image_size", "imagesize": M + "image_size",
 }
-SUFFIXES = (".yaml", ".yml", ".json", ".sh")
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -136,15 +135,16 @@ def compare(path: Path, configs: Path, method: str | None = None, modality: str 
 
 
 def run(args) -> int:
+    from ispad_bench.data.download import CONFIG_SUFFIXES, config_files
     from ispad_bench.sweep.profile import default_configs_dir
 
     folder = Path(args.dir)
     if not folder.exists():
         print(f"configs compare: {folder} does not exist")
         return 2
-    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.suffix in SUFFIXES)
+    files = [folder] if folder.is_file() else config_files(folder)
     if not files:
-        print(f"configs compare: no {', '.join(SUFFIXES)} files under {folder}")
+        print(f"configs compare: no {', '.join(CONFIG_SUFFIXES)} files under {folder}")
         return 2
     configs, status = Path(args.configs) if args.configs else default_configs_dir(), 0
     for path in files:

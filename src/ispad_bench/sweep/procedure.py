@@ -74,7 +74,6 @@ class EpochTracker(Callback):
         if self.batches:
             self.batches[-1] += 1
         self.images_seen += _batch_size(batch)
-        self.optimizer_steps = int(trainer.global_step)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.epochs_trained = max(self.epochs_trained, trainer.current_epoch + 1)
@@ -126,14 +125,16 @@ class EpochTracker(Callback):
 
 
 def weights_digest(module: Any) -> str:
-    """SHA-1 of the trainable parameters (what training changes), in state order."""
+    """Fingerprint of the trainable parameters (what training changes): SHA-1 of each one's name, sum and sum of
+    squares, reduced on its own device, so that a digest after every epoch costs no host copy of the weights
+    (DDAD's official length is 3000 epochs of a 33M-parameter UNet plus its extractor)."""
     import torch
 
-    digest = hashlib.sha1()
-    for name, p in module.named_parameters():
-        if p.requires_grad:
-            digest.update(name.encode())
-            digest.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    named = [(name, p.detach()) for name, p in module.named_parameters() if p.requires_grad]
+    digest = hashlib.sha1("|".join(name for name, _ in named).encode())
+    if named:
+        stats = torch.stack([torch.stack([p.float().sum(), p.float().square().sum()]) for _, p in named])
+        digest.update(stats.cpu().numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -166,7 +166,6 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         self.limit = limit
         self._epoch_samples = 0
         self.epoch_batches: int | None = None  # batches per meta-epoch, set at fit start from the loader
-        self.samples_seen = 0  # training samples over the whole fit (the record's images seen)
         self.automatic_optimization = False
         self.selection, self.eval_epochs, self.patience = selection, int(eval_epochs), int(patience)
         self.texture_source = source_name(textures)
@@ -191,7 +190,7 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         """How the tested weights were chosen, for the run's record (``sweep/procedure.py``)."""
         info: dict[str, Any] = {"selection": self.selection, "eval_epochs": self.eval_epochs,
                                 "texture_source": self.texture_source, "texture_dir": self.texture_dir,
-                                "epoch_batches": self.epoch_batches, "images_seen": self.samples_seen}
+                                "epoch_batches": self.epoch_batches}
         if self.selector is not None:
             info.update(self.selector.summary())
             info["tested"] = f"epoch {self.selector.best_epoch} (selected)" if self.selector.restored else "last epoch"
@@ -252,7 +251,6 @@ class GlassISPAD(RaiseMissingWeightsAtSetup, AnomalibModule):
         for opt in reversed(optimizers):  # official order: adaptor step, then discriminator step
             opt.step()
         self._epoch_samples += batch.image.shape[0]
-        self.samples_seen += batch.image.shape[0]
         for name, value in losses.items():
             self.log(name, value.detach(), prog_bar=name == "loss", batch_size=batch.image.shape[0])
         return {"loss": losses["loss"].detach()}
