@@ -175,3 +175,35 @@ def test_a_glass_job_whose_selection_did_not_run_does_not_match_the_paper_runs()
     tracker.tested_digest = "d159"  # restored flag set, but the last epoch's weights were tested
     out = procedure.describe({"method": "glass", "profile": "paper"}, config, model, tracker, None)
     assert out["matches_paper_runs"] is False and "selected was 37" in out["mismatches"][0]
+
+
+def test_epoch_tracker_records_warm_restarts_not_warm_up(tmp_path):
+    """A real Lightning fit: cosine warm restarts every 3 steps (after a 2-step linear warm-up) over 4 epochs of 2
+    batches. The rises back to the start LR are restarts; the warm-up's rises are not."""
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, _):
+            return self.layer(batch[0]).square().mean()
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=1.0)
+            warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=2)
+            cosine = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=3)
+            sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[2])
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    tracker = procedure.EpochTracker()
+    data = DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
+    pl.Trainer(max_epochs=4, callbacks=[tracker], logger=False, enable_checkpointing=False, accelerator="cpu",
+               enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path).fit(Tiny(), data)
+    m = tracker.measured()
+    assert m["optimizer_steps"] == 8 and m["batches_per_epoch"] == [2]
+    assert m["lr_restarts"] == [5]  # warm-up at steps 0-1 (rising), cosine from step 2: it restarts at step 5
+    assert [c["step"] for c in m["lr_changes"]] == [0, 2, 4, 6, 8]

@@ -103,17 +103,12 @@ def test_glass_selection_option_and_restored_weights():
         GlassISPAD(image_size=32, pre_trained=False, selection="best")
 
 
-def test_glass_official_selection_runs_when_the_epoch_cap_binds(synth_root, tmp_path, monkeypatch):
-    """The cap binds (train set > limit): every meta-epoch is evaluated and the selected weights are tested.
-
-    On the 20-patch LSM-2 set at batch 2, ``limit 4`` gives the official 3 batches (6 samples) per meta-epoch;
-    before issue 20 the cap ended each epoch before its validation (0 evaluations, the last epoch tested).
-    """
+def _glass_capped(synth_root, tmp_path, *extra: str):
+    """The shipped LSM-2 GLASS config on the 20-patch set at batch 2 with ``limit 4``: the cap binds at 3 batches."""
     from anomalib.cli import AnomalibCLI
 
-    from ispad_bench.sweep.procedure import EpochTracker, weights_digest
+    from ispad_bench.sweep.procedure import EpochTracker
 
-    monkeypatch.chdir(tmp_path)
     config = Path(__file__).resolve().parents[1] / "configs" / "glass" / "lsm2.yaml"
     cli = AnomalibCLI(args=[
         "train", "--config", str(config), "--data.init_args.root", str(synth_root), "--data.init_args.num_workers", "0",
@@ -122,13 +117,41 @@ def test_glass_official_selection_runs_when_the_epoch_cap_binds(synth_root, tmp_
         "--model.init_args.visualizer", "false", "--trainer.max_epochs", "3", "--trainer.accelerator", "cpu",
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.callbacks+=ispad_bench.sweep.procedure.EpochTracker", "--default_root_dir", str(tmp_path / "out"),
+        *extra,
     ])
-    model = cli.engine.model
     (tracker,) = [c for c in cli.engine.trainer.callbacks if isinstance(c, EpochTracker)]
     assert len(cli.datamodule.train_data) > 6  # the cap really binds
+    return cli.engine.model, tracker
+
+
+def test_glass_official_selection_runs_when_the_epoch_cap_binds(synth_root, tmp_path, monkeypatch):
+    """The cap binds (train set > limit): every meta-epoch is evaluated and the selected weights are tested.
+
+    On the 20-patch LSM-2 set at batch 2, ``limit 4`` gives the official 3 batches (6 samples) per meta-epoch;
+    before issue 20 the cap ended each epoch before its validation (0 evaluations, the last epoch tested).
+    """
+    from ispad_bench.sweep.procedure import weights_digest
+
+    monkeypatch.chdir(tmp_path)
+    model, tracker = _glass_capped(synth_root, tmp_path)
     assert tracker.batches == [3, 3, 3] and model.epoch_batches == 3 and tracker.images_seen == 18
     assert tracker.evaluations == 3 and model.selector.summary()["evaluations"] == 3
     best = model.selector.best_epoch
     assert best is not None and model.selector.restored
     assert weights_digest(model) == tracker.epoch_digests[best] == tracker.tested_digest  # the selected weights tested
     assert tracker.tested_epoch() == best and model.procedure()["tested"] == f"epoch {best} (selected)"
+
+
+def test_glass_early_stopping_validates_when_the_epoch_cap_binds(synth_root, tmp_path, monkeypatch):
+    """``selection: early_stopping`` under the binding cap: every epoch is evaluated, the stopping rule sees each
+    pixel AUROC, and the last epoch's weights are tested (the engine rule: no selection)."""
+    from ispad_bench.sweep.procedure import weights_digest
+
+    monkeypatch.chdir(tmp_path)
+    model, tracker = _glass_capped(synth_root, tmp_path, "--model.init_args.selection", "early_stopping",
+                                   "--model.init_args.patience", "30")
+    assert model.selector is None and tracker.stopping == [("pixel_AUROC", 30)]
+    assert tracker.batches == [3, 3, 3] and tracker.evaluations == 3
+    assert [h["epoch"] for h in tracker.history] == [0, 1, 2]  # the monitor's value after every epoch
+    assert tracker.tested_epoch() == 2 and weights_digest(model) == tracker.epoch_digests[2]
+    assert model.procedure()["selection"] == "early_stopping"

@@ -49,7 +49,10 @@ class EpochTracker(Callback):
         self.images_seen = 0
         self.optimizer_steps = 0
         self.evaluations = 0
-        self.lr_changes: list[dict[str, Any]] = []  # (epoch, step, learning rates) whenever they change
+        self.lr_changes: list[dict[str, Any]] = []  # (epoch, step, learning rates) at epoch starts, when changed
+        self.lr_restarts: list[int] = []  # optimiser steps where a falling learning rate rose again (warm restarts)
+        self._rates: list[float] = []
+        self._falling = False
         self.epoch_digests: dict[int, str] = {}
         self.tested_digest: str | None = None
 
@@ -69,6 +72,17 @@ class EpochTracker(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.batches.append(0)
         self._note_lr(trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        rates = [float(g["lr"]) for opt in trainer.optimizers for g in opt.param_groups]
+        if self._rates and len(rates) == len(self._rates):
+            if any(r > q for r, q in zip(rates, self._rates)):
+                if self._falling:  # a warm-up's rises are one direction, not restarts
+                    self.lr_restarts.append(int(trainer.global_step))
+                self._falling = False
+            elif any(r < q for r, q in zip(rates, self._rates)):
+                self._falling = True
+        self._rates = rates
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.batches:
@@ -109,7 +123,8 @@ class EpochTracker(Callback):
         return {
             "epochs": self.epochs_trained, "batches_per_epoch": sorted(set(self.batches)),
             "batches": sum(self.batches), "optimizer_steps": self.optimizer_steps, "images_seen": self.images_seen,
-            "evaluations": self.evaluations, "lr_changes": self.lr_changes, "tested_epoch": self.tested_epoch(),
+            "evaluations": self.evaluations, "lr_changes": self.lr_changes, "lr_restarts": self.lr_restarts,
+            "tested_epoch": self.tested_epoch(),
         }
 
     def best_epoch(self, metric: str | None = None) -> tuple[str, int] | None:
