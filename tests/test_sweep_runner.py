@@ -138,6 +138,7 @@ def _job_pid(job_dir: Path) -> int | None:
         return None
 
 
+@pytest.mark.slow  # ~105 s (four sweep starts); test_failure_record_then_resume_reruns_only_the_failed_job stays in the default run
 def test_sigkill_at_several_moments_then_resume(tiny_root, tmp_path):
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "ispad_bench.cli", "sweep", "--configs", str(CONFIGS), "--methods", "fastflow",
@@ -209,6 +210,7 @@ def test_sigkill_at_several_moments_then_resume(tiny_root, tmp_path):
     assert not list(out.rglob(".*.tmp"))
 
 
+@pytest.mark.slow  # ~40 s, mostly starting Ray
 def test_ray_executor_runs_two_jobs(tiny_root, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'ispad-bench[ray]')")
     out = tmp_path / "runs"
