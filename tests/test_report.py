@@ -230,3 +230,25 @@ def test_contamination_rows_and_figure(tmp_path):
     assert sorted(df.contamination) == [0.0, 0.02, 0.05] and "GLASS (contamination 0.05)" in set(df.method)
     paths = write_report(tmp_path, tmp_path / "out")
     assert paths["contamination"].stat().st_size > 10_000
+
+
+def test_report_names_an_unreadable_record_marks_its_row_and_exits_non_zero(runs, capsys):
+    """A truncated record.json was dropped silently (exit 0, the uflow row gone); now it is named and listed."""
+    from types import SimpleNamespace
+
+    from ispad_bench.report.cli import main_report
+
+    uflow = next(p for p in runs.rglob(records.RECORD) if "uflow" in str(p) and "2026" in p.parent.name)
+    files.write_json(uflow.parent / records.SPEC, {"method": "uflow", "modality": "LSM-1", "seed": 0, "row": None,
+                                                   "profile": "paper"})
+    uflow.write_text(uflow.read_text()[:40])  # truncated mid-write by something other than the sweep
+    args = SimpleNamespace(runs_dir=runs, out=None, no_figures=True, paper=False)
+    assert main_report(args) == 1
+    err = capsys.readouterr().err
+    assert str(uflow) in err and "is not valid JSON" in err and "1 record(s) could not be used" in err
+    md = (runs / "tables.md").read_text()
+    failed = md[md.index("## Failed jobs"):]
+    assert "| uflow | LSM-1 |  | 0 | unreadable record:" in failed and str(uflow.parent) in failed
+    # the stale uflow run of the same slot (finished 2025) must not stand in for the unreadable newer one
+    tables_part = md[: md.index("## Failed jobs")]
+    assert "GLASS" in tables_part and "U-Flow" not in tables_part

@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
 def main_report(args) -> int:
     from ispad_bench.files import atomic_write_bytes
     from ispad_bench.report.tables import paper_markdown
-    from ispad_bench.report.write import FILES, no_success_message, write_report
+    from ispad_bench.report.write import FILES, no_success_message, unreadable_message, write_report
 
     if args.paper:
         path = (args.out or Path("results/paper")) / FILES["md"]
@@ -33,5 +33,8 @@ def main_report(args) -> int:
         print(f"{name}: {path}")
     if message := no_success_message(args.runs_dir):
         print(f"report: {message}", file=sys.stderr)
+        return 1
+    if bad := unreadable_message(args.runs_dir):
+        print(f"report: {bad}", file=sys.stderr)
         return 1
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ispad_bench.files import read_json
 from ispad_bench.sweep import records
 
 
@@ -20,20 +21,47 @@ def contamination_of(record: dict) -> float:
     return float(data.get("train_contamination") or 0.0)
 
 
+SLOT = ("profile", "method", "modality", "row", "seed")  # with the contamination, one table cell's run
+
+
 def load_records(runs_dir: Path) -> tuple[list[dict], list[dict]]:
     """(successful records, failed records), one per (profile, method, modality, row, seed):
-    when a config changed between sweeps, the most recently finished run of that slot counts."""
+    when a config changed between sweeps, the most recently finished run of that slot counts.
+    An unreadable ``record.json`` is a failed entry of kind ``unreadable record`` (its slot read from the
+    folder's ``job.json`` where that can be read), never dropped."""
     latest: dict[tuple, dict] = {}
     latest_failed: dict[tuple, dict] = {}
-    for record in records.iter_records(runs_dir):
-        slot = (*(record.get(k) for k in ("profile", "method", "modality", "row", "seed")), contamination_of(record))
+    problems: list[tuple[Path, str]] = []
+    for record in records.iter_records(runs_dir, problems):
+        slot = (*(record.get(k) for k in SLOT), contamination_of(record))
         table = latest if record.get("status") == "ok" else latest_failed
         if slot not in table or str(record.get("finished")) > str(table[slot].get("finished")):
             table[slot] = record
     # a failure counts unless a later run of the same slot succeeded (e.g. after a config fix)
     failed = [r for slot, r in latest_failed.items()
               if slot not in latest or str(r.get("finished")) > str(latest[slot].get("finished"))]
-    return list(latest.values()), failed
+    unreadable = [unreadable_entry(path, why) for path, why in problems]
+    for entry in unreadable:  # an older run of its slot must not stand in for it: the row is missing, not stale
+        for slot, r in list(latest.items()):
+            if slot[:5] == tuple(entry.get(k) for k in SLOT) and str(r.get("finished")) < entry["written"]:
+                del latest[slot]
+    return list(latest.values()), failed + unreadable
+
+
+def unreadable_entry(path: Path, why: str) -> dict:
+    """A failed-job entry for a ``record.json`` that cannot be used (the report lists it and exits non-zero)."""
+    from datetime import datetime, timezone
+
+    spec = read_json(path.parent / records.SPEC) or {}
+    entry = {k: spec.get(k) for k in SLOT}
+    entry["method"] = entry["method"] or path.parent.parent.parent.name  # <out>/<method>/<modality>/<job>/
+    entry["modality"] = entry["modality"] or path.parent.parent.name
+    try:  # the records' own format for ``finished`` (files.utc_now), so the two compare as strings
+        written = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    except OSError:
+        written = ""
+    return {**entry, "status": "unreadable", "_dir": str(path.parent), "written": written,
+            "error": {"kind": "unreadable record", "message": f"{path} {why}"}}
 
 
 def _npz(path: Path) -> dict[str, np.ndarray] | None:

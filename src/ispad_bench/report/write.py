@@ -31,6 +31,16 @@ def no_success_message(runs_dir: Path) -> str | None:
     return "\n".join(lines)
 
 
+def unreadable_message(runs_dir: Path) -> str | None:
+    """``None``, or one line per ``record.json`` the report could not use (listed under "Failed jobs" too)."""
+    _, failed = load_records(Path(runs_dir))
+    bad = [r["error"]["message"] for r in failed if r.get("status") == "unreadable"]
+    if not bad:
+        return None
+    return f"{len(bad)} record(s) could not be used; their rows are missing from the tables:\n" + "\n".join(
+        f"  {line}" for line in bad)
+
+
 def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = True) -> dict[str, Path]:
     """Write tables (md/csv/tex), figures and report.html for the records under ``runs_dir``; returns the paths."""
     from ispad_bench.report import html, tables

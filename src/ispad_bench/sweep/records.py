@@ -7,9 +7,8 @@ docs/sweep.md, "The sweep folder"). Every file is written through :mod:`ispad_be
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-
-from ispad_bench.files import read_json
 
 SWEEP = "sweep.json"  # <out>/: the grid of the last invocation
 SWEEP_LOCK = ".sweep.lock"  # <out>/: the running sweep (lock.py)
@@ -24,10 +23,28 @@ LOCK = ".lock"  # the job lock: held by the process running an attempt (pid, att
 SCHEMA = 1
 
 
-def iter_records(runs_dir: Path):
-    """Every readable ``record.json`` below ``runs_dir`` (sorted by path), with ``_dir`` set."""
+def read_record(path: Path) -> tuple[dict | None, str | None]:
+    """``(record, None)``, or ``(None, why it cannot be used)`` for an unreadable or foreign ``record.json``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror or err})"
+    except ValueError as err:
+        return None, f"is not valid JSON ({err})"
+    if not isinstance(data, dict):
+        return None, f"holds a JSON {type(data).__name__}, not a record"
+    if data.get("schema") != SCHEMA:
+        return None, f"has record schema {data.get('schema')!r}, this version reads {SCHEMA}"
+    return data, None
+
+
+def iter_records(runs_dir: Path, problems: list[tuple[Path, str]] | None = None):
+    """Every usable ``record.json`` below ``runs_dir`` (sorted by path), with ``_dir`` set; the others are
+    appended to ``problems`` as (path, reason) when it is given (a report must not drop them silently)."""
     for path in sorted(Path(runs_dir).rglob(RECORD)):
-        record = read_json(path)
-        if record is not None and record.get("schema") == SCHEMA:
+        record, why = read_record(path)
+        if record is not None:
             record["_dir"] = str(path.parent)
             yield record
+        elif problems is not None:
+            problems.append((path, why))
