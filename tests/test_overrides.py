@@ -62,3 +62,28 @@ def test_sweep_cli_reports_skips_and_errors(tmp_path, capsys):
     assert main([*argv, "--trainer.max_epochz", "1"]) == 2  # not a model/data key: the parser's error
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.endswith(".yaml)") and not last.endswith(": 2")
+
+
+def test_out_of_range_arguments_are_refused_before_any_job_with_the_reason(tmp_path, capsys):
+    """Was: --dry-run accepted them and each job failed after its start with jsonargparse's union wrapper
+    ("Does not validate against any of the Union subtypes ... Errors: )"), the reason only in record.json."""
+    argv = ["sweep", "--profile", "smoke", "--modalities", "LSM-2", "--configs", str(CONFIGS), "--out", str(tmp_path)]
+    assert main([*argv, "--methods", "glass", "--dry-run", "--glass.model.init_args.radius_quantile", "2"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "glass LSM-2 seed 0: GlassISPAD: radius_quantile must be a finite number in [0, 1], got 2.0" in err
+    assert "Union" not in err
+    assert main([*argv, "--methods", "supervised", "--rows", "none", "--data.init_args.injection_p", "2"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "supervised LSM-2 none seed 0:" in err and "injection_p" in err and "nothing ran" in err
+    assert not list(tmp_path.rglob("record.json"))  # no job started
+
+
+def test_one_line_reduces_jsonargparse_union_wrapper_to_its_reason():
+    """The sweep's records and progress lines use one_line: the same reason `anomalib train` prints."""
+    from ispad_bench.errors import one_line
+
+    wrapped = ValueError("Does not validate against any of the Union subtypes\nSubtypes: [NoneType, X]\nErrors:\n"
+                         "  - Expected a <class 'NoneType'>\n  - GlassISPAD: lr must be > 0, got -1\n"
+                         "Given value type: <class 'Namespace'>\nGiven value: Namespace(...)")
+    assert one_line(wrapped) == "GlassISPAD: lr must be > 0, got -1"
+    assert one_line(ValueError("a\nb")) == "a | b"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ispad_bench.errors import InputError, one_line
+from ispad_bench.errors import InputError, config_errors, one_line
 
 _MARK = "_ispad_applies_seed"
 
@@ -31,25 +31,6 @@ def apply_seed(cli) -> None:
     if seed is None or seed is False:
         return
     config["seed_everything"] = seed_everything(None if seed is True else int(seed), workers=True)
-
-
-_UNION = "Does not validate against any of the Union subtypes"
-
-
-def config_errors(err: BaseException) -> str | None:
-    """The reasons in jsonargparse's wrapper of a failed ``model``/``data`` instantiation.
-
-    Their types are unions (``AnomalibModule | None``), so jsonargparse collects the error of each
-    member and raises a ``ValueError`` listing them with the whole config; the user's error is the
-    one that is not "Expected a <class 'NoneType'>".
-    """
-    text = str(err)
-    if not isinstance(err, ValueError) or _UNION not in text or "\nErrors:\n" not in text:
-        return None
-    block = text.split("\nErrors:\n", 1)[1].split("\nGiven value type:", 1)[0]
-    reasons = [line.strip()[2:] for line in block.splitlines()
-               if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line]
-    return "; ".join(reasons) or None
 
 
 def install() -> bool:

@@ -22,10 +22,32 @@ class MissingDataError(InputError, FileNotFoundError):
     """A folder or file the dataset layout needs is absent; the message names it."""
 
 
+_UNION = "Does not validate against any of the Union subtypes"
+
+
+def config_errors(err: BaseException) -> str | None:
+    """The reasons in jsonargparse's wrapper of a failed ``model``/``data`` instantiation.
+
+    Their types are unions (``AnomalibModule | None``), so jsonargparse collects the error of each
+    member and raises a ``ValueError`` listing them with the whole config; the user's error is the
+    one that is not "Expected a <class 'NoneType'>".
+    """
+    text = str(err)
+    if not isinstance(err, ValueError) or _UNION not in text or "\nErrors:\n" not in text:
+        return None
+    block = text.split("\nErrors:\n", 1)[1].split("\nGiven value type:", 1)[0]
+    reasons = [line.strip()[2:] for line in block.splitlines()
+               if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line]
+    return "; ".join(reasons) or None
+
+
 def one_line(err: BaseException) -> str:
-    """The user-facing text of ``err`` on one line: PyTorch's DataLoader re-raise ("Caught X in
-    DataLoader worker process 0. Original Traceback ... X: <message>") unwrapped to its message,
-    the lines of a longer message joined by `` | ``."""
+    """The user-facing text of ``err`` on one line: jsonargparse's union wrapper reduced to its reason
+    (:func:`config_errors`), PyTorch's DataLoader re-raise ("Caught X in DataLoader worker process 0.
+    Original Traceback ... X: <message>") unwrapped to its message, the lines of a longer message
+    joined by `` | ``."""
+    if reason := config_errors(err):
+        return reason
     text = str(err).strip()
     if "Original Traceback" in text:
         last = text.splitlines()[-1].strip()

@@ -200,7 +200,8 @@ def needed_files(cls: type, init_args: dict[str, Any] | None = None) -> tuple[li
     found: list[WeightFile] = []
     error = None
     for device in ("meta", "cpu"):  # meta: no memory, no compute; some models need real tensors to build
-        found, error = _build(cls, init_args, device)
+        found, err = _build(cls, init_args, device)
+        error = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}" if err else None
         if error is None or found:  # a build that failed after its downloads were recorded still told us
             error = None
             break
@@ -216,7 +217,7 @@ def needed_files(cls: type, init_args: dict[str, Any] | None = None) -> tuple[li
     return list(by_url.values()), error
 
 
-def _build(cls: type, init_args: dict[str, Any], device: str) -> tuple[list[WeightFile], str | None]:
+def _build(cls: type, init_args: dict[str, Any], device: str) -> tuple[list[WeightFile], Exception | None]:
     import warnings
 
     found: list[WeightFile] = []
@@ -227,8 +228,17 @@ def _build(cls: type, init_args: dict[str, Any], device: str) -> tuple[list[Weig
         except _Recorded:
             pass
         except Exception as err:  # noqa: BLE001 (report, do not fail the listing)
-            return found, f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+            return found, err
     return found, None
+
+
+def argument_error(cls: type, init_args: dict[str, Any]) -> str | None:
+    """The one-line reason ``cls(**init_args)`` refuses its arguments (a ``BadArgument``: a value out of its range
+    or set), found by building it on the meta device with downloads recorded, not made; ``None`` otherwise."""
+    from ispad_bench.errors import BadArgument, one_line
+
+    _, err = _build(cls, dict(init_args), "meta")
+    return one_line(err) if isinstance(err, BadArgument) else None
 
 
 def _switched_off(name: str, init_args: dict[str, Any]) -> bool:

@@ -296,3 +296,28 @@ def missing_job_weights(jobs) -> dict[str, list]:
         if cache[key]:
             missing[job.label()] = cache[key]
     return missing
+
+
+def job_argument_errors(jobs) -> dict[str, str]:
+    """``{job label: reason}`` for jobs whose model or data init args their class refuses (one line, as
+    ``anomalib train`` prints it); each distinct section is built once (the model on the meta device)."""
+    from ispad_bench.models.fetch import argument_error
+    from ispad_bench.sweep.resolve import import_path
+
+    cache: dict[str, str | None] = {}
+    errors: dict[str, str] = {}
+    for job in jobs:
+        for section in ("model", "data"):
+            part = (job.config or {}).get(section) or {}
+            key = json.dumps([section, part], sort_keys=True, default=str)
+            if key not in cache:
+                try:
+                    cls = import_path(part.get("class_path", ""))
+                except (ImportError, AttributeError, ValueError):
+                    cache[key] = None  # resolving the config already said so
+                else:
+                    cache[key] = argument_error(cls, _simple(part.get("init_args") or {}))
+            if cache[key]:
+                errors[job.label()] = cache[key]
+                break
+    return errors

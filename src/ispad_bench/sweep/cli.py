@@ -128,6 +128,19 @@ def _status_table(jobs, out_dir: Path):
     return table
 
 
+def check_arguments(jobs, console) -> bool:
+    """The sweep's first pre-flight (also under --dry-run): True when every job's model and data accept their
+    init args; else one line per job with the reason ``anomalib train`` would print, before any job starts."""
+    from ispad_bench.sweep.catalog import job_argument_errors
+
+    errors = job_argument_errors(jobs)
+    for label, reason in errors.items():
+        console.print(f"[red]sweep: {label}: {reason}[/]", soft_wrap=True)
+    if errors:
+        console.print(f"[red]sweep: {len(errors)} job(s) have arguments their model or data refuse; nothing ran[/]")
+    return not errors
+
+
 def check_weights(jobs, console) -> bool:
     """The sweep's pre-flight: True when every job's weight files are present (else says what to fetch)."""
     from ispad_bench.sweep.catalog import missing_job_weights
@@ -186,6 +199,8 @@ def main_sweep(args) -> int:
             why = "" if isinstance(err, SystemExit) else f": {err}"  # not SystemExit's bare exit code (': 2')
             console.print(f"[red]sweep: bad config for {job.label()} ({job.config_file}){why}[/]")
             return 2
+    if not check_arguments(resolved, console):
+        return 2
     if args.dry_run:
         Console().print(_status_table(resolved, out_dir))
         return 0
