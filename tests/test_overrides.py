@@ -87,3 +87,14 @@ def test_one_line_reduces_jsonargparse_union_wrapper_to_its_reason():
                          "Given value type: <class 'Namespace'>\nGiven value: Namespace(...)")
     assert one_line(wrapped) == "GlassISPAD: lr must be > 0, got -1"
     assert one_line(ValueError("a\nb")) == "a | b"
+
+
+def test_an_override_cannot_relabel_a_supervised_row(tmp_path, capsys):
+    """Was: `--rows none --data.init_args.real_fraction 1` trained on real defects and the table said Fraction 0."""
+    argv = ["sweep", "--profile", "smoke", "--modalities", "LSM-2", "--configs", str(CONFIGS), "--out", str(tmp_path),
+            "--methods", "supervised", "--rows", "none", "--dry-run"]
+    for key, value in (("real_fraction", "1"), ("real_group", "area"), ("real_only", "true")):
+        assert main([*argv, f"--data.init_args.{key}", value]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"--data.init_args.{key} would relabel supervised's rows" in err and "--rows" in err
+    assert main([*argv, "--data.init_args.injection_p", "0.5"]) == 0  # other data keys still pass

@@ -20,7 +20,9 @@ from typing import Any
 
 from ispad_bench.data.modality import Modality
 from ispad_bench.paper import SUPERVISED_METHODS, method_order
-from ispad_bench.sweep.profile import PROFILE_DIR, Profile, Row, overrides_to_args
+from ispad_bench.sweep.profile import (
+    PROFILE_DIR, REAL_ONLY_ARGS, ROW_FRACTION_KEY, ROW_GROUP_KEY, Profile, Row, overrides_to_args,
+)
 
 MODALITIES = tuple(m.value for m in Modality)
 
@@ -150,6 +152,8 @@ def expand(
         if method in SUPERVISED_METHODS:
             method_rows = [Row.parse(r) for r in rows] if rows else list(profile.supervised_rows)
         user = overrides.get(method, []) if isinstance(overrides, dict) else (overrides or [])  # overrides.py
+        if method in SUPERVISED_METHODS:
+            refuse_row_keys(method, [*profile.args_for(method), *user])
         for modality in selection.modalities:
             config = selection.config(method, modality)
             if config is None:
@@ -168,6 +172,18 @@ def expand(
                         Job(method, modality, seed, Path(config).resolve(), args, row, tuple(data_args.items()))
                     )
     return jobs
+
+
+def refuse_row_keys(method: str, args: list[str]) -> None:
+    """A supervised row chooses the real defects (group, fraction, real-only): an override of those keys
+    would train another row under this row's name (a "cold start" on real defects), so it is refused."""
+    keys = {ROW_GROUP_KEY, ROW_FRACTION_KEY, *REAL_ONLY_ARGS}
+    for arg in args:
+        key = str(arg).lstrip("-").split("=", 1)[0]
+        if str(arg).startswith("--") and key in keys:
+            raise ValueError(
+                f"--{key} would relabel {method}'s rows (each row sets {', '.join(sorted(keys))}): "
+                f"choose the rows with --rows (e.g. --rows none,mixed-1,real-only) instead")
 
 
 __all__ = ["MODALITIES", "Job", "Selection", "expand", "method_configs", "select", "select_methods"]
