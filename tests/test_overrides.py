@@ -98,3 +98,33 @@ def test_an_override_cannot_relabel_a_supervised_row(tmp_path, capsys):
         err = " ".join(capsys.readouterr().err.split())
         assert f"--data.init_args.{key} would relabel supervised's rows" in err and "--rows" in err
     assert main([*argv, "--data.init_args.injection_p", "0.5"]) == 0  # other data keys still pass
+
+
+def test_bad_option_values_and_a_missing_data_root_are_refused_once(tmp_path, capsys):
+    """Was: --job-timeout -5 / 0 and --maps-per-group -1 accepted; a missing --data-root failed each job ~40 s in."""
+    argv = ["sweep", "--profile", "smoke", "--modalities", "LSM-2", "--configs", str(CONFIGS), "--out", str(tmp_path),
+            "--methods", "padim,uflow"]
+    for option, value, reason in (("--job-timeout", "-5", "expected a number > 0, got '-5'"),
+                                  ("--job-timeout", "0", "expected a number > 0, got '0'"),
+                                  ("--maps-per-group", "-1", "expected an integer >= 0, got '-1'")):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, option, value])
+        assert info.value.code == 2 and f"argument {option}: {reason}" in capsys.readouterr().err
+    missing = tmp_path / "no-such-root"
+    assert main([*argv, "--data-root", str(missing)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count(f"data root {missing} (padim, uflow) is not a folder") == 1 and "data synth" in err
+    assert not list(tmp_path.rglob("record.json"))
+    assert main([*argv, "--data-root", str(missing), "--dry-run"]) == 0  # a warning when only listing
+
+
+def test_ctrl_c_prints_one_line_and_how_to_resume(monkeypatch, capsys):
+    from ispad_bench.sweep import cli as sweep_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_cli, "main_sweep", interrupted)
+    assert main(["sweep", "--profile", "smoke"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "ispad-bench sweep: interrupted; finished jobs are kept: rerun the same command to resume"

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from ispad_bench import paper
-from ispad_bench.cli import comma_list
+from ispad_bench.cli import comma_list, non_negative_int, positive_float
 from ispad_bench.sweep.grid import method_configs, select_methods
 from ispad_bench.sweep.profile import default_configs_dir, load_profile
 
@@ -41,8 +41,8 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--ray-address", help="Ray cluster address (default: start/join a local Ray)")
     sweep.add_argument("--gpus-per-job", type=float, default=None, help="Ray: GPUs per task (default 1 if any)")
     sweep.add_argument("--cpus-per-job", type=float, default=1, help="Ray: CPUs per task")
-    sweep.add_argument("--job-timeout", type=float, help="seconds after which a job is killed (failure record)")
-    sweep.add_argument("--maps-per-group", type=int, default=2, help="anomaly maps kept per test group for figures")
+    sweep.add_argument("--job-timeout", type=positive_float, help="seconds after which a job is killed (failure record)")
+    sweep.add_argument("--maps-per-group", type=non_negative_int, default=2, help="anomaly maps kept per test group for figures")
     sweep.add_argument("--no-report", action="store_true", help="skip writing tables/figures at the end")
     sweep.add_argument("--wait", action="store_true", help="if another sweep runs in --out, wait for it (default: refuse)")
     sweep.add_argument("--skip-weights-check", action="store_true", help="start even if weight files are missing")
@@ -52,7 +52,8 @@ def add_parser(subparsers) -> None:
                        help="keep Anomalib's per-image visualisations (off: one PNG per test image and job)")
     sweep.add_argument("--override", action="append", metavar="METHOD:KEY=VALUE",
                        help="an override for one method, e.g. glass:model.init_args.lr=1e-4 (repeatable)")
-    sweep.set_defaults(func=main_sweep, accepts_overrides=True)
+    sweep.set_defaults(func=main_sweep, accepts_overrides=True,
+                       on_interrupt="finished jobs are kept: rerun the same command to resume")
 
     methods = subparsers.add_parser("methods", help="list every method the sweep can run (paper configs, Anomalib models)")
     methods.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
@@ -128,6 +129,21 @@ def _status_table(jobs, out_dir: Path):
     return table
 
 
+def check_data_roots(jobs, console, dry_run: bool = False) -> bool:
+    """Every job's data root exists (else one line per missing root, once, not a failure per job ~40 s in);
+    under --dry-run the lines are warnings."""
+    roots: dict[str, list[str]] = {}
+    for job in jobs:
+        root = (((job.config or {}).get("data") or {}).get("init_args") or {}).get("root")
+        if root is not None and not Path(str(root)).is_dir():
+            roots.setdefault(str(root), []).append(job.method)
+    for root, methods in roots.items():
+        colour = "yellow" if dry_run else "red"
+        console.print(f"[{colour}]sweep: data root {root} ({', '.join(sorted(set(methods)))}) is not a folder: "
+                      "pass --data-root, or make one with `ispad-bench data synth|download`[/]", soft_wrap=True)
+    return dry_run or not roots
+
+
 def check_arguments(jobs, console) -> bool:
     """The sweep's first pre-flight (also under --dry-run): True when every job's model and data accept their
     init args; else one line per job with the reason ``anomalib train`` would print, before any job starts."""
@@ -199,12 +215,15 @@ def main_sweep(args) -> int:
             why = "" if isinstance(err, SystemExit) else f": {err}"  # not SystemExit's bare exit code (': 2')
             console.print(f"[red]sweep: bad config for {job.label()} ({job.config_file}){why}[/]")
             return 2
-    if not check_arguments(resolved, console):
+    arguments_ok = check_arguments(resolved, console)  # every pre-flight speaks before the sweep refuses
+    roots_ok = check_data_roots(resolved, console, args.dry_run)
+    if not arguments_ok:
         return 2
     if args.dry_run:
         Console().print(_status_table(resolved, out_dir))
         return 0
-    if not args.skip_weights_check and not check_weights(resolved, console):
+    weights_ok = args.skip_weights_check or check_weights(resolved, console)
+    if not (roots_ok and weights_ok):
         return 2
     try:
         executor = _make_executor(args)
