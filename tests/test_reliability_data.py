@@ -107,3 +107,34 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a.as_subclass(torch.Tensor), b.as_subclass(torch.Tensor)))
+
+
+def test_a_mask_of_another_size_is_resized_to_its_image_with_a_warning(tmp_path, caplog):
+    """Was: trained on without a word. Now: nearest-neighbour resize to the image, one warning naming the file."""
+    import logging
+
+    import numpy as np
+    from anomalib.data.utils import Split
+    from PIL import Image
+
+    from ispad_bench.data.datamodule import ISPADDataset
+
+    base = tmp_path / "LSM-2"
+    for i in range(2):
+        (base / "train_reduced" / "good").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(base / "train_reduced" / "good" / f"{i}.png")
+    (base / "test" / "good").mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(base / "test" / "good" / "0.png")
+    (base / "test" / "pinhole").mkdir(parents=True)
+    (base / "ground_truth" / "pinhole").mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(base / "test" / "pinhole" / "0.png")
+    small = np.zeros((32, 32), np.uint8)
+    small[8:16, 8:16] = 255
+    Image.fromarray(small).save(base / "ground_truth" / "pinhole" / "0_mask.png")
+    data = ISPADDataset(base, "LSM-2", Split.TEST)
+    with caplog.at_level(logging.WARNING, logger="ispad_bench.data.datamodule"):
+        item = next(data[i] for i in range(len(data)) if int(data[i].gt_label) == 1)
+    assert item.gt_mask.shape[-2:] == item.image.shape[-2:] == (64, 64)
+    assert int(item.gt_mask.sum()) == 16 * 16 and set(item.gt_mask.unique().tolist()) == {0, 1}
+    assert item.gt_mask[16:32, 16:32].all()
+    assert "0_mask.png is 32x32, its image 64x64: the mask is resized" in caplog.text

@@ -148,6 +148,8 @@ class ISPADDataset(AnomalibDataset):
         image = read_patch(row.image_path)  # RGB in [0, 1]: grayscale ASM -> 3 equal channels; 16-bit scaled
         if row.label_index == 1:
             mask = read_binary_mask(row.mask_path)  # a bad file raises naming itself (data/images.py)
+            if mask.shape[-2:] != image.shape[-2:]:
+                mask = fit_mask(mask, image.shape[-2:], row.mask_path)
         else:
             mask = Mask(torch.zeros(image.shape[-2:], dtype=torch.uint8))
         for transform in (self.geometry, self.augmentations):
@@ -160,6 +162,22 @@ class ISPADDataset(AnomalibDataset):
             image_path=row.image_path,
             mask_path=row.mask_path,
         )
+
+
+_WARNED_MASK_SIZE: set[str] = set()
+
+
+def fit_mask(mask: Mask, size, path: str) -> Mask:
+    """A mask of another size than its image, resized to the image (nearest neighbour, so it stays binary) with a
+    warning naming the first such file per folder (``data check`` reports every one)."""
+    folder = str(Path(path).parent)
+    if folder not in _WARNED_MASK_SIZE:
+        _WARNED_MASK_SIZE.add(folder)
+        logger.warning("%s is %dx%d, its image %dx%d: the mask is resized to the image (nearest) for training and "
+                       "test; `ispad-bench data check` lists every such mask", path, mask.shape[-1], mask.shape[-2],
+                       size[-1], size[-2])
+    resized = v2.functional.resize(mask.unsqueeze(0), list(size), interpolation=v2.InterpolationMode.NEAREST_EXACT)
+    return Mask(resized[0])
 
 
 class ISPAD(AnomalibDataModule):
