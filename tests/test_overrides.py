@@ -128,3 +128,21 @@ def test_ctrl_c_prints_one_line_and_how_to_resume(monkeypatch, capsys):
     assert main(["sweep", "--profile", "smoke"]) == 130
     err = capsys.readouterr().err.strip()
     assert err == "ispad-bench sweep: interrupted; finished jobs are kept: rerun the same command to resume"
+
+
+def test_a_test_split_without_defects_is_refused_before_training(tmp_path, capsys):
+    """Was: every job trained, then failed at its test (a 262-line traceback under `anomalib train`)."""
+    import shutil
+
+    from conftest import write_tiny_tree
+
+    root = write_tiny_tree(tmp_path / "data", modalities=("LSM-2",))
+    for folder in (root / "LSM-2" / "test").iterdir():
+        if folder.name != "good":
+            shutil.rmtree(folder)
+    argv = ["sweep", "--profile", "smoke", "--modalities", "LSM-2", "--configs", str(CONFIGS), "--out",
+            str(tmp_path / "runs"), "--methods", "padim", "--data-root", str(root), "--skip-weights-check"]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"sweep: {root / 'LSM-2' / 'test'} holds no defect folder with images" in err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("record.json"))

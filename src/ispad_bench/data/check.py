@@ -1,16 +1,20 @@
 """``ispad-bench data check``: validate a dataset root in the ISP-AD layout; counts beside Table 7.
 
-Every finding is one line naming the file (or folder) and what is wrong, and has a severity that
-agrees with training: an **error** stops or corrupts training (unreadable or 16-bit images, a
-missing mask, a mask of another size than its image, multi-valued masks, no usable training
-split); a **warning** is something the datamodules handle (images that are not 256x256 are
-resized, other channel counts converted, an unmapped defect folder becomes its own group). Every
-check runs on every file. Images are fully decoded (truncated PNGs only fail on decode), in a
-thread pool because the real dataset holds ~560k patches.
+Every finding is one line naming the file (or folder) and what is wrong, and has a severity by one
+rule: an **error** stops or corrupts training (unreadable images, bit depths the loaders refuse, a
+missing or empty mask, training images whose pixels are also in the test split, a test split
+without defects, no usable training split); a **warning** is something the loaders handle and
+says what they do (images that are not 256x256 are resized, other channel counts converted, 16-bit
+rescaled, masks of another size resized, multi-valued masks binarised at > 0, dangling links
+skipped, an unmapped defect folder becomes its own group, stream labels used as given). Every
+check runs on every file. Images are fully decoded (truncated PNGs only fail on decode; the
+decoded pixels are hashed to find the same image in two splits), in a thread pool because the real
+dataset holds ~560k patches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections import Counter
@@ -54,16 +58,24 @@ KINDS: dict[str, tuple[str, str]] = {
     "layout": (ERROR, "missing or empty folders"),
     "train_split": (ERROR, "no usable training split for the default train_split 'reduced'"),
     "unreadable": (ERROR, "unreadable or truncated images"),
-    "bit_depth": (ERROR, "images with a bit depth other than 8 (16-bit is rescaled when read, others refused; the layout is 8-bit)"),
+    "bit_depth": (ERROR, "images with a bit depth other than 8 or 16 (refused when read; the layout is 8-bit)"),
+    "leakage": (ERROR, "training images whose pixels are also in the test split (train/test leakage; §3.2 splits before extraction)"),
+    "no_defects": (ERROR, "test splits without defect images (every method's test and metrics need them)"),
     "real_size": (ERROR, f"real-defect patches that are not {REAL_DEFECT_SIZE}x{REAL_DEFECT_SIZE}"),
     "mask_missing": (ERROR, "defect images without a mask, or masks without an image"),
-    "mask_size": (ERROR, "masks whose size differs from their image's"),
+
     "mask_empty": (ERROR, "empty masks of defect images"),
-    "mask_values": (ERROR, "masks whose non-zero values are not one value (every non-zero pixel counts as defect)"),
+
     "hdf5": (ERROR, "unreadable or malformed HDF5 files"),
     "modality": (ERROR, "no modality folder"),
     "resize": (WARNING, f"images that are not {PATCH_SIZE}x{PATCH_SIZE}; the datamodules resize them (masks follow)"),
     "channels": (WARNING, "images with another channel count than the modality's; converted when read"),
+    "bit_depth16": (WARNING, "16-bit images; the loaders rescale them to [0, 1] by the 16-bit range (12-bit data looks dark)"),
+    "mask_size": (WARNING, "masks whose size differs from their image's; the loaders resize them to the image (nearest)"),
+    "mask_values": (WARNING, "masks with several non-zero values (e.g. resized with interpolation); every non-zero pixel "
+                    "counts as defect, as Anomalib's read_mask"),
+    "dangling": (WARNING, "symbolic links to missing files; training skips them (the counts leave them out)"),
+    "stream_labels": (WARNING, "stream labels that contradict their masks; training uses the labels (masks only with read_masks)"),
     "mask_value": (WARNING, "masks with one non-zero value other than 255 (counted as defect; the layout uses 0/255)"),
     "train_fallback": (WARNING, "training-split notes"),
     "groups": (WARNING, "defect folders and the group mapping"),
@@ -89,12 +101,14 @@ class _Task:
     channels: int
     role: str = "image"  # image | real | mask
     image: Path | None = None  # a mask's image
+    split: str = ""  # train | test (images): duplicates across them are leakage
 
 
 @dataclass
 class _Result:
     findings: list[Finding] = field(default_factory=list)
     size: tuple[int, int] | None = None  # (width, height)
+    digest: bytes | None = None  # of the decoded pixels (duplicates across splits)
 
 
 def bit_depth(mode: str) -> int:
@@ -112,13 +126,17 @@ def _inspect(task: _Task) -> _Result:
             img.load()
             mode, bands, out.size = img.mode, len(img.getbands()), img.size
             array = np.asarray(img) if task.role == "mask" else None
+            if task.role == "image":
+                pixels = np.ascontiguousarray(np.asarray(img))
+                out.digest = hashlib.blake2b(repr(pixels.shape).encode() + pixels.tobytes(), digest_size=16).digest()
     except Exception as err:  # noqa: BLE001 (PIL raises many types for corrupt files)
         out.findings.append(Finding("unreadable", f"{task.path}: unreadable or truncated image ({type(err).__name__}: {err})"))
         return out
     width, height = out.size
     add = out.findings.append
     if task.role != "mask" and bit_depth(mode) != 8:
-        add(Finding("bit_depth", f"{task.path}: bit depth {bit_depth(mode)} (mode {mode}), expected 8"))
+        kind = "bit_depth16" if bit_depth(mode) == 16 else "bit_depth"
+        add(Finding(kind, f"{task.path}: bit depth {bit_depth(mode)} (mode {mode}), expected 8"))
     if task.role == "real" and (width, height) != (task.size, task.size):
         add(Finding("real_size", f"{task.path}: image is {width}x{height}, expected {task.size}x{task.size}"))
     elif task.role == "image" and (width, height) != (task.size, task.size):
@@ -177,6 +195,8 @@ class _Scan:
                 self.add("layout", f"{folder}: missing folder")
             return []
         files = list_images(folder)
+        for link in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
+            self.add("dangling", f"{link}: symbolic link to a missing file ({os.readlink(link)})")
         if not files:
             self.add("layout", f"{folder}: empty folder (no images)")
         return files
@@ -199,7 +219,7 @@ class _Scan:
             else:
                 self.add("train_fallback", f"{reduced_dir}: missing; train_split 'reduced' trains on "
                          f"{full_dir} ({len(full)} <= {REDUCED_MAX} images)")
-        self.tasks += [_Task(p, PATCH_SIZE, mod.channels) for p in full + reduced]
+        self.tasks += [_Task(p, PATCH_SIZE, mod.channels, split="train") for p in full + reduced]
         self.test(mod, base)
         self.supervised(mod, base)
 
@@ -215,7 +235,7 @@ class _Scan:
         for defect in defects:
             files = self.folder_images(test_dir / defect)
             groups[defect_group(defect, self.mapping)] += len(files)
-            self.tasks += [_Task(p, PATCH_SIZE, mod.channels) for p in files]
+            self.tasks += [_Task(p, PATCH_SIZE, mod.channels, split="test") for p in files]
             if defect == GOOD_DIR:
                 continue
             if defect not in self.mapping:
@@ -236,6 +256,9 @@ class _Scan:
                     self.add("mask_missing", f"{m}: mask without image (no {test_dir / folder.name})")
         for group, n in groups.items():
             self.counts[(mod.value, f"test_{group}")] = n
+        if test_dir.is_dir() and not any(n for g, n in groups.items() if g != GOOD_DIR):
+            self.add("no_defects", f"{test_dir}: no defect folder with images (only {GOOD_DIR}/); training would stop "
+                     "after fitting, at the test (put defect images in test/<defect>/ with masks in ground_truth/)")
 
     def supervised(self, mod: Modality, base: Path) -> None:
         sup = base / SUPERVISED_DIR
@@ -251,6 +274,7 @@ class _Scan:
                 layout = discover_stream(path)
                 with h5py.File(path, "r") as f:
                     values, counts = np.unique(f[layout.labels_key][()], return_counts=True)
+                self.stream_labels(path, layout)
             except StreamFormatError as err:
                 reported.add(one_line(err))
                 self.add("hdf5", one_line(err))
@@ -288,11 +312,39 @@ class _Scan:
             self.findings += result.findings
             if result.size is not None:
                 self.sizes[task.path] = result.size
+        self.leakage([(t, r) for t, r in zip(self.tasks, results) if r.digest is not None])
         for task, result in zip(self.tasks, results):
             own = self.sizes.get(task.image) if task.image is not None else None
             if own is not None and result.size is not None and result.size != own:
                 self.add("mask_size", f"{task.path}: mask is {result.size[0]}x{result.size[1]}, "
                          f"its image {task.image.name} is {own[0]}x{own[1]}")
+
+
+    def leakage(self, hashed: list[tuple[_Task, _Result]]) -> None:
+        """A training image whose decoded pixels equal a test image's, within one modality folder."""
+        tests: dict[tuple[Path, bytes], Path] = {}
+        for task, result in hashed:
+            if task.split == "test":
+                tests.setdefault((task.path.parents[2], result.digest), task.path)
+        for task, result in hashed:
+            other = tests.get((task.path.parents[2], result.digest)) if task.split == "train" else None
+            if other is not None:
+                self.add("leakage", f"{task.path}: the same pixels as test image {other}")
+
+    def stream_labels(self, path: Path, layout) -> None:
+        """Label-1 patches with an empty mask and label-0 patches with a defect mask (read in blocks)."""
+        empty_defects = hidden = 0
+        with h5py.File(path, "r") as f:
+            labels, masks = f[layout.labels_key], f[layout.masks_key]
+            for start in range(0, layout.length, 2048):
+                stop = min(layout.length, start + 2048)
+                marked = np.asarray(masks[start:stop]).reshape(stop - start, -1).any(axis=1)
+                label = np.asarray(labels[start:stop]).reshape(-1) != 0
+                empty_defects += int((label & ~marked).sum())
+                hidden += int((~label & marked).sum())
+        if empty_defects or hidden:
+            self.add("stream_labels", f"{path}: {empty_defects:,} label-1 patch(es) with an empty mask, {hidden:,} "
+                     "label-0 patch(es) with a defect in their mask")
 
 
 def _modality_dirs(root: Path, scan: _Scan) -> list[tuple[Modality, Path]]:

@@ -130,18 +130,36 @@ def _status_table(jobs, out_dir: Path):
 
 
 def check_data_roots(jobs, console, dry_run: bool = False) -> bool:
-    """Every job's data root exists (else one line per missing root, once, not a failure per job ~40 s in);
-    under --dry-run the lines are warnings."""
+    """Every job's data root exists and its test split holds defects (else one line per root or test folder,
+    once, not a failure per job ~40 s in, or after training); under --dry-run the lines are warnings."""
     roots: dict[str, list[str]] = {}
     for job in jobs:
         root = (((job.config or {}).get("data") or {}).get("init_args") or {}).get("root")
         if root is not None and not Path(str(root)).is_dir():
             roots.setdefault(str(root), []).append(job.method)
+    colour = "yellow" if dry_run else "red"
     for root, methods in roots.items():
-        colour = "yellow" if dry_run else "red"
         console.print(f"[{colour}]sweep: data root {root} ({', '.join(sorted(set(methods)))}) is not a folder: "
                       "pass --data-root, or make one with `ispad-bench data synth|download`[/]", soft_wrap=True)
-    return dry_run or not roots
+    no_defects = sorted({str(t) for job in jobs if (t := _test_without_defects(job)) is not None})
+    for test in no_defects:  # every job would fit, then stop at its test
+        console.print(f"[{colour}]sweep: {test} holds no defect folder with images: every job's test needs them "
+                      "(`ispad-bench data check` lists what is there)[/]", soft_wrap=True)
+    return dry_run or not (roots or no_defects)
+
+
+def _test_without_defects(job) -> Path | None:
+    """The job's test folder when it exists but holds no defect images (``None`` otherwise, or if unknown)."""
+    from ispad_bench.data.layout import GOOD_DIR, TEST_DIR, list_images, modality_dir
+
+    root = (((job.config or {}).get("data") or {}).get("init_args") or {}).get("root")
+    try:
+        test = modality_dir(root, job.modality) / TEST_DIR
+        if not test.is_dir():
+            return None
+        return None if any(p.is_dir() and p.name != GOOD_DIR and list_images(p) for p in test.iterdir()) else test
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def check_arguments(jobs, console) -> bool:
