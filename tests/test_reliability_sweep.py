@@ -175,3 +175,44 @@ def test_interrupted_attempt_is_recorded_once_and_only_if_it_started(tmp_path):
     assert record["attempt"] == 2 and record["status"] == "failed" and record["error"]["kind"] == "killed"
     assert json.loads((tmp_path / records.RECORD).read_text())["attempt_id"] == "a2"
     assert _record_interrupted(tmp_path, "k") is None  # recorded once
+
+
+def test_out_that_is_a_file_or_under_a_file_is_one_line(tiny_root, tmp_path, capsys):
+    """Was a 50-line traceback; now one line before any job (read-only folders: root ignores modes, not tested)."""
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    for out, why in ((target, "is a file, not a folder"), (target / "sub", "is not writable (Not a directory)")):
+        assert main(_sweep_argv(tiny_root, out)) == 2
+        assert f"sweep: --out {out} {why}" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (needs mount rights: root with CAP_SYS_ADMIN); grown to 512 MiB by calling it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root with mount rights)")
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=512m", str(disk)], check=True)
+
+    yield disk, grow
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_full_disk_stops_the_sweep_cleanly_and_it_resumes(tiny_root, small_disk, capsys):
+    """Was: the whole sweep aborted with a traceback while writing a failure record. Now: one line, complete
+    records only, no temporary files; after space is freed the rerun finishes the jobs."""
+    disk, grow = small_disk
+    out = disk / "runs"
+    argv = _sweep_argv(tiny_root, out)
+    assert main(argv) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"sweep: no space left on the disk holding {out}" in err and "rerun to resume" in err
+    for path in out.rglob(records.RECORD):
+        assert json.loads(path.read_text())["status"] in ("ok", "failed")  # complete JSON only
+    assert not [p for p in out.rglob("*.tmp")]
+    grow()
+    assert main(argv) == 0
+    assert all(json.loads(p.read_text())["status"] == "ok" for p in out.rglob(records.RECORD))

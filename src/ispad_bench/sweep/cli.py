@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 from pathlib import Path
@@ -129,6 +130,21 @@ def _status_table(jobs, out_dir: Path):
     return table
 
 
+def unwritable(out_dir: Path) -> str | None:
+    """Why the sweep cannot write into ``out_dir`` (a file, read-only, no permission, full), or ``None``."""
+    import tempfile
+
+    if out_dir.exists() and not out_dir.is_dir():
+        return "is a file, not a folder"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        return f"is not writable ({err.strerror or err})"
+    return None
+
+
 def check_data_roots(jobs, console, dry_run: bool = False) -> bool:
     """Every job's data root exists and its test split holds defects (else one line per root or test folder,
     once, not a failure per job ~40 s in, or after training); under --dry-run the lines are warnings."""
@@ -248,6 +264,9 @@ def main_sweep(args) -> int:
     except RuntimeError as err:
         console.print(f"[red]sweep: {err}[/]")
         return 2
+    if (why := unwritable(out_dir)) is not None:
+        console.print(f"[red]sweep: --out {out_dir} {why}[/]", highlight=False, soft_wrap=True)
+        return 2
     try:  # one sweep per folder: a second one would run every job again (docs/reliability.md)
         lock = SweepLock(out_dir, wait=args.wait).acquire(on_wait=lambda m: console.print(m, soft_wrap=True))
     except SweepLocked as err:
@@ -258,6 +277,13 @@ def main_sweep(args) -> int:
     try:
         summary = run_jobs(resolved, out_dir, executor, profile=args.profile, maps_per_group=args.maps_per_group,
                            console=console, save_images=args.save_images)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        console.print(f"[red]sweep: no space left on the disk holding {out_dir} ({err.filename or err}): stopped. "
+                      "Finished jobs are kept and every record is complete; free space and rerun to resume[/]",
+                      highlight=False, soft_wrap=True)
+        return 1
     finally:
         lock.release()
     console.print(

@@ -8,7 +8,9 @@ run again.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -62,6 +64,9 @@ def _log_tail(path: Path, chars: int = 4000) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device": a full disk stops the sweep, not each job
 
 
 def run_jobs(
@@ -155,6 +160,8 @@ def run_jobs(
             f"[{attempt.index}/{n}] {line}  {attempt.label} in {took:.1f}s  elapsed {_fmt(time.perf_counter() - t0)}"
             f"  ETA {_fmt(eta(len(durations)))}"
         )
+        if status != "ok" and NO_SPACE in str((record.get("error") or {}).get("message", "")):
+            raise OSError(errno.ENOSPC, NO_SPACE, attempt.spec["job_dir"])  # every next job would fail the same way
 
     executor.run(attempts, on_start, on_done)
     summary.seconds = time.perf_counter() - t0
