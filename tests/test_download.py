@@ -181,7 +181,7 @@ def test_record_shapes():
     nested = {"files": {"entries": {"a.zip": {"key": "a.zip", "size": 3, "checksum": "md5:abc",
                                               "links": {"content": "https://x/c"}}}}}
     assert [f.url for f in record_files(new)] == ["https://x/a/content"]
-    assert [(f.key, f.size, f.md5, f.url) for f in record_files(legacy)] == [("a.zip", 3, "abc", "https://x/a")]
+    assert [(f.key, f.size, f.checksum, f.url) for f in record_files(legacy)] == [("a.zip", 3, "md5:abc", "https://x/a")]
     assert record_files(nested)[0].url == "https://x/c"
     with pytest.raises(DownloadError, match="lists no files"):
         record_files({"files": []})

@@ -123,3 +123,53 @@ def test_damaged_archive_is_an_error_and_not_marked_done(api, tmp_path, capsys, 
     line = _one_line_error(capsys)
     assert "LSM-1.zip" in line and ("not a readable zip/tar" in line or "damaged archive" in line), line
     assert not (tmp_path / ".download" / "LSM-1.zip.done").exists() and not (tmp_path / "LSM-1.zip").exists()
+
+
+@pytest.mark.parametrize(("record", "reason"), [
+    ({"files": "a.zip"}, "the record's 'files' is a str, expected a list of file entries"),
+    ([{"key": "a.zip"}], "the record is a JSON list, expected an object with 'files'"),
+    ({"files": ["a.zip"]}, "record file entry #0 is a str, expected an object"),
+    ({"files": [{"key": "a.zip", "size": "big", "links": {"content": "https://x/a"}}]},
+     "record file 'a.zip': 'size' is 'big', expected a number of bytes"),
+    ({"files": [{"key": 5, "links": {"content": "https://x/a"}}]}, "file name 5 and link 'https://x/a' must be strings"),
+    ({"files": [{"key": "a", "checksum": "crc99:ab", "links": {"content": "https://x/a"}}]},
+     "checksum algorithm 'crc99' is not one hashlib knows"),
+])
+def test_malformed_record_is_one_line(record, reason):
+    """Was a traceback (AttributeError / TypeError / ValueError) for each."""
+    from ispad_bench.data.download import DownloadError, record_files
+
+    with pytest.raises(DownloadError) as info:
+        record_files(record)
+    assert reason in str(info.value)
+
+
+def test_sha256_checksum_is_verified_by_its_name(api, tmp_path, capsys):
+    """Was reported as an 'md5 mismatch' and the good file deleted."""
+    data = b"plain file"
+    _serve("notes.txt", data)
+    Record.entries[0]["checksum"] = "sha256:" + hashlib.sha256(data).hexdigest()
+    main_download(tmp_path / "root", record="1", api_url=api)
+    assert (tmp_path / "root" / "notes.txt").read_bytes() == data
+    capsys.readouterr()
+    Record.entries[0]["checksum"] = "sha256:" + "0" * 64
+    Record.entries[0]["key"] = "other.txt"
+    Record.files["other.txt"] = data
+    Record.entries[0]["links"]["content"] = "{base}/files/other.txt"
+    assert main_download(tmp_path / "root", record="1", api_url=api) == 1
+    assert "other.txt: sha256 mismatch after retry (expected 000" in _one_line_error(capsys)
+
+
+def test_zip_bomb_is_refused_before_extraction_and_the_limit_can_be_raised(api, tmp_path, capsys):
+    """1 MB -> 1 GiB extracted without a limit before; now refused over 100x (above 64 MiB) or 256 GiB."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("LSM-1/zeros.bin", bytes(80 * 2**20))  # 80 MiB of zeros: ~80 KB compressed
+    _serve("LSM-1.zip", buf.getvalue())
+    root = tmp_path / "root"
+    assert main_download(root, record="1", api_url=api) == 1
+    line = _one_line_error(capsys)
+    assert "LSM-1.zip: would extract 83,886,080 bytes" in line and "nothing extracted" in line
+    assert not (root / "LSM-1").exists() and not list((root / ".download").glob("*.done"))
+    main_download(root, record="1", api_url=api, max_ratio=2000)  # trusted: extracts (then data check runs)
+    assert (root / "LSM-1" / "zeros.bin").stat().st_size == 80 * 2**20

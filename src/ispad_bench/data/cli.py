@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ispad_bench.cli import positive_float
+from ispad_bench.data.download import MAX_EXTRACT_GIB, MAX_RATIO
+
 
 def _synth(args: argparse.Namespace) -> int:
     from ispad_bench.data.synth import generate
@@ -45,7 +48,8 @@ def _check(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     from ispad_bench.data.download import main_download
 
-    return main_download(args.root, record=args.record, api_url=args.api_url)
+    return main_download(args.root, record=args.record, api_url=args.api_url, max_gib=args.max_extract_gib,
+                         max_ratio=args.max_ratio)
 
 
 def _textures(args: argparse.Namespace) -> int:
@@ -79,10 +83,14 @@ def add_parser(subparsers) -> None:
     check.add_argument("--verbose", "-v", action="store_true", help="list every finding, not a few per kind")
     check.set_defaults(func=_check)
 
-    download = sub.add_parser("download", help="download ISP-AD from Zenodo (md5-verified, resumable)")
+    download = sub.add_parser("download", help="download ISP-AD from Zenodo (checksum-verified, resumable)")
     download.add_argument("--root", type=Path, required=True)
     download.add_argument("--record", default="14911043", help="Zenodo record id (default: ISP-AD)")
     download.add_argument("--api-url", default="https://zenodo.org/api/records", help=argparse.SUPPRESS)
+    download.add_argument("--max-extract-gib", type=positive_float, default=MAX_EXTRACT_GIB,
+                          help=f"refuse an archive that extracts to more (default {MAX_EXTRACT_GIB:g} GiB)")
+    download.add_argument("--max-ratio", type=positive_float, default=MAX_RATIO,
+                          help=f"refuse an archive that extracts to more than this x its size (default {MAX_RATIO:g})")
     download.set_defaults(func=_download)
 
     textures = sub.add_parser("textures", help="download DTD textures for GLASS (SHA-256-verified, resumable)")
