@@ -334,3 +334,20 @@ def test_integrity_leakage_dangling_links_stream_labels_and_no_defects(root):
     assert find_problems(root) == [f"{root / 'ASM/test'}: no defect folder with images (only good/); training would "
                                    "stop after fitting, at the test (put defect images in test/<defect>/ with masks in "
                                    "ground_truth/)"]
+
+
+def test_defects_outside_the_evaluation_crop_are_predicted(root):
+    """On a real foreign set 43 of 388 ASM masks lay wholly outside the centre-224 crop; `data check` says which."""
+    mask = root / "ASM/ground_truth/pinhole/000_mask.png"
+    edge = np.zeros((256, 256), np.uint8)
+    edge[100:110, 0:6] = 255  # in the masked left border: outside every method's view
+    Image.fromarray(edge).save(mask)
+    other = root / "ASM/ground_truth/pinhole/001_mask.png"
+    corner = np.zeros((256, 256), np.uint8)
+    corner[2:10, 100:120] = 255  # top rows: inside the border crop, outside the centre-224 crop
+    Image.fromarray(corner).save(other)
+    warnings = find_warnings(root)
+    assert f"{mask}: the defect lies wholly outside the ASM 8-px border crop (every method)" in warnings
+    assert any(w.startswith(f"{other}: the defect lies wholly outside the ASM centre-224 crop") for w in warnings)
+    assert not any("LSM-1" in w and "outside" in w for w in warnings)  # LSM-1 has no crop
+    assert find_problems(root) == []

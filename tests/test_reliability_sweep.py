@@ -3,6 +3,7 @@ folder, a stale lock, a killed fork server and a job killed together with its sw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -216,3 +217,37 @@ def test_full_disk_stops_the_sweep_cleanly_and_it_resumes(tiny_root, small_disk,
     grow()
     assert main(argv) == 0
     assert all(json.loads(p.read_text())["status"] == "ok" for p in out.rglob(records.RECORD))
+
+
+@pytest.mark.slow  # ~3 min: four sweeps, each with a fresh fork server after the kill
+@pytest.mark.skipif(sys.platform != "linux", reason="fork server and /proc are Linux")
+def test_job_and_fork_server_killed_in_either_order_are_recorded_right(tiny_root, tmp_path):
+    """Kill a job and its fork server in both orders with small random delays: the job that died is `killed`,
+    never `crash (255)`; the sweep does not crash on the next launch (ConnectionRefusedError) and the next,
+    untouched job runs on a fresh server and succeeds."""
+    import random
+
+    rng = random.Random(0)
+    for i in range(4):
+        out = tmp_path / f"runs{i}"
+        argv = [*_sweep_argv(tiny_root, out), "--modalities", "LSM-1,LSM-2"]
+        proc = subprocess.Popen([sys.executable, "-m", "ispad_bench.cli", *argv], env=ENV, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        first = out / "padim" / "lsm1"
+        _wait(lambda first=first: first.is_dir() and any(_job_pid(p.parent) for p in first.rglob(records.SPEC)), proc,
+              what="first job running")
+        job_dir = next(first.rglob(records.SPEC)).parent
+        pid = _job_pid(job_dir)
+        server = _ppid(pid)
+        victims = [pid, server] if i % 2 == 0 else [server, pid]
+        for victim in victims:
+            time.sleep(rng.uniform(0.0, 0.15))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        output, _ = proc.communicate(timeout=600)
+        assert "Traceback" not in output and "ConnectionRefused" not in output, output
+        assert proc.returncode == 1, output
+        failed = json.loads((job_dir / records.RECORD).read_text())
+        assert failed["status"] == "failed" and failed["error"]["kind"] in ("killed", "oom"), failed["error"]
+        second = json.loads(next((out / "padim" / "lsm2").rglob(records.RECORD)).read_text())
+        assert second["status"] == "ok" and second["attempt"] == 1, second.get("error")

@@ -75,6 +75,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "mask_values": (WARNING, "masks with several non-zero values (e.g. resized with interpolation); every non-zero pixel "
                     "counts as defect, as Anomalib's read_mask"),
     "dangling": (WARNING, "symbolic links to missing files; training skips them (the counts leave them out)"),
+    "unreachable": (WARNING, "defect masks wholly outside the modality's evaluation crop: the image stays defective, "
+                    "but no pixel of its defect can be found"),
     "stream_labels": (WARNING, "stream labels that contradict their masks; training uses the labels (masks only with read_masks)"),
     "mask_value": (WARNING, "masks with one non-zero value other than 255 (counted as defect; the layout uses 0/255)"),
     "train_fallback": (WARNING, "training-split notes"),
@@ -102,6 +104,7 @@ class _Task:
     role: str = "image"  # image | real | mask
     image: Path | None = None  # a mask's image
     split: str = ""  # train | test (images): duplicates across them are leakage
+    modality: Modality | None = None  # a mask's modality (its evaluation crops)
 
 
 @dataclass
@@ -109,6 +112,7 @@ class _Result:
     findings: list[Finding] = field(default_factory=list)
     size: tuple[int, int] | None = None  # (width, height)
     digest: bytes | None = None  # of the decoded pixels (duplicates across splits)
+    bbox: tuple[float, float, float, float] | None = None  # a mask's defect pixels (x0, y0, x1, y1), native 256 px
 
 
 def bit_depth(mode: str) -> int:
@@ -148,6 +152,10 @@ def _inspect(task: _Task) -> _Result:
             array = array.max(axis=-1)  # a colour mask: Anomalib's read_mask converts to L, nonzero = defect
         values = np.unique(array)
         nonzero = values[values != 0]
+        ys, xs = np.nonzero(array)
+        if len(xs):
+            sx, sy = PATCH_SIZE / array.shape[1], PATCH_SIZE / array.shape[0]
+            out.bbox = (xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy)
         if not len(nonzero):
             add(Finding("mask_empty", f"{task.path}: mask of a defect image is empty (all zero)"))
         elif len(nonzero) > 1:
@@ -247,7 +255,7 @@ class _Scan:
                 if masks.pop(mask.name, None) is None:
                     self.add("mask_missing", f"{image}: image without mask (expected {mask})")
                 else:
-                    self.tasks.append(_Task(mask, PATCH_SIZE, 1, role="mask", image=image))
+                    self.tasks.append(_Task(mask, PATCH_SIZE, 1, role="mask", image=image, modality=mod))
             for m in masks.values():
                 self.add("mask_missing", f"{m}: mask without image in {test_dir / defect}")
         if mask_dir.is_dir():
@@ -314,6 +322,9 @@ class _Scan:
                 self.sizes[task.path] = result.size
         self.leakage([(t, r) for t, r in zip(self.tasks, results) if r.digest is not None])
         for task, result in zip(self.tasks, results):
+            if task.modality is not None and result.bbox is not None:
+                self.reachable(task, result.bbox)
+        for task, result in zip(self.tasks, results):
             own = self.sizes.get(task.image) if task.image is not None else None
             if own is not None and result.size is not None and result.size != own:
                 self.add("mask_size", f"{task.path}: mask is {result.size[0]}x{result.size[1]}, "
@@ -330,6 +341,23 @@ class _Scan:
             other = tests.get((task.path.parents[2], result.digest)) if task.split == "train" else None
             if other is not None:
                 self.add("leakage", f"{task.path}: the same pixels as test image {other}")
+
+    def reachable(self, task: _Task, bbox: tuple[float, float, float, float]) -> None:
+        """A defect wholly outside what evaluation sees: the border crop (every method) or the centre crop
+        (§4.3.5: GLASS, U-Flow, DDAD and the added Anomalib models crop ASM to 224)."""
+        mod, x0, y0, x1, y1 = task.modality, *bbox
+        border = mod.border_crop_px
+        windows = [(f"{border}-px border crop (every method)", border, 0, PATCH_SIZE - border, PATCH_SIZE)]
+        if mod.center_crop:
+            width = min(mod.center_crop, PATCH_SIZE - 2 * border)
+            height = min(mod.center_crop, PATCH_SIZE)
+            left, top = (PATCH_SIZE - width) / 2, (PATCH_SIZE - height) / 2
+            windows.append((f"centre-{mod.center_crop} crop (GLASS, U-Flow, DDAD, added models; §4.3.5)",
+                            left, top, left + width, top + height))
+        for name, wx0, wy0, wx1, wy1 in windows:
+            if x1 <= wx0 or x0 >= wx1 or y1 <= wy0 or y0 >= wy1:
+                self.add("unreachable", f"{task.path}: the defect lies wholly outside the {mod.value} {name}")
+                return
 
     def stream_labels(self, path: Path, layout) -> None:
         """Label-1 patches with an empty mask and label-0 patches with a defect mask (read in blocks)."""

@@ -140,26 +140,73 @@ def launch(spec_path: Path, log_path: Path, env: dict[str, str] | None = None, t
 
 
 def _launch_forked(spec_path: Path, log_path: Path, env: dict[str, str], timeout: float | None) -> int | None:
+    """Fork the job from the preloaded server. The server can die at any moment (OOM killer, an operator's
+    kill): a start on a dying server is retried on a fresh one; a job that never started because its server
+    died is launched once more; a 255 from a dying server is :data:`SERVER_DIED`, never a crash code."""
+    code = _fork_once(spec_path, log_path, env, timeout)
+    if code == SERVER_DIED and not attempt_started(spec_path):
+        code = _fork_once(spec_path, log_path, env, timeout)  # it never ran: no record, nothing to call killed
+    return code
+
+
+def _fork_once(spec_path: Path, log_path: Path, env: dict[str, str], timeout: float | None) -> int | None:
     from multiprocessing import forkserver
 
     ctx = _fork_context()
-    forkserver.ensure_running()
-    server_pid = forkserver._forkserver._forkserver_pid  # noqa: SLF001 (the job binds its life to it)
-    proc = ctx.Process(target=_forked_job, args=(str(spec_path), str(log_path), env, server_pid), daemon=False)
-    proc.start()
+    for tries in range(1, SERVER_RETRIES + 1):
+        forkserver.ensure_running()  # reaps a dead server and starts a new one
+        server_pid = forkserver._forkserver._forkserver_pid  # noqa: SLF001 (the job binds its life to it)
+        proc = ctx.Process(target=_forked_job, args=(str(spec_path), str(log_path), env, server_pid), daemon=False)
+        try:
+            proc.start()
+            break
+        except (OSError, EOFError):  # ConnectionRefused/Reset, BrokenPipe: the server died after ensure_running
+            if tries == SERVER_RETRIES:
+                raise
+            _wait_dead(server_pid, 2.0)
     try:
         proc.join(timeout)
         if proc.is_alive():
             proc.kill()
             proc.join()
             return None
-        if proc.exitcode == 255 and not _alive(server_pid):  # the server reports 255 when it cannot say
+        if proc.exitcode == 255 and _wait_dead(server_pid, 2.0):  # the server reports 255 when it cannot say
             return SERVER_DIED
         return proc.exitcode
     except BaseException:
         proc.kill()
         proc.join()
         raise
+
+
+SERVER_RETRIES = 3
+
+
+def attempt_started(spec_path: Path) -> bool:
+    """Whether the attempt of ``spec_path`` got as far as taking its job lock (``job.run`` writes its attempt id)."""
+    import json
+
+    from ispad_bench.sweep import records
+
+    try:
+        spec = json.loads(Path(spec_path).read_text())
+        lines = (Path(spec["job_dir"]) / records.LOCK).read_text().split()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return len(lines) >= 2 and lines[1] == str(spec.get("attempt_id"))
+
+
+def _wait_dead(pid: int, seconds: float) -> bool:
+    """True once the server ``pid`` has exited, waiting up to ``seconds``: its pipes close a moment before the
+    kernel marks it exited, so an immediate check can still see a dying server alive."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _alive(pid: int) -> bool:
