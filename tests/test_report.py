@@ -252,3 +252,17 @@ def test_report_names_an_unreadable_record_marks_its_row_and_exits_non_zero(runs
     # the stale uflow run of the same slot (finished 2025) must not stand in for the unreadable newer one
     tables_part = md[: md.index("## Failed jobs")]
     assert "GLASS" in tables_part and "U-Flow" not in tables_part
+
+
+def test_report_says_when_a_run_on_another_data_root_replaced_one(tmp_path):
+    """Was: the same method on another data root into the same folder silently replaced the table's row."""
+    cfg = lambda root: {"data": {"init_args": {"root": root}}}  # noqa: E731
+    _record(tmp_path, "glass", "LSM-1", 0, UNSUP[0], finished="2025-01-01T00:00:00", config=cfg("/data/ispad"))
+    _record(tmp_path, "glass", "LSM-1", 0, UNSUP[1], finished="2026-01-01T00:00:00", config=cfg("/data/my-line"))
+    _record(tmp_path, "uflow", "LSM-1", 0, UNSUP[2], config=cfg("/data/ispad"))
+    write_report(tmp_path, figures=False)
+    md = (tmp_path / "tables.md").read_text()
+    assert ("- glass LSM-1 seed 0: the tables show the run on /data/my-line; this folder also holds a run on "
+            "/data/ispad") in md
+    assert "uflow LSM-1 seed 0: the tables show" not in md
+    assert "Runs on another data root" in (tmp_path / "report.html").read_text()

@@ -39,7 +39,7 @@ def _figure(name: str, path: Path) -> str:
 
 
 def to_html(tables: list[tuple[str, list[str], list[list[str]], list[bool]]], failed: list[dict],
-            paths: dict[str, Path]) -> str:
+            paths: dict[str, Path], replaced: list[str] | None = None) -> str:
     """The page from the report's rendered tables ``(title, header, body, bold)``; ``paths``: what
     ``write_report`` wrote so far (PNG figures are embedded)."""
     parts = [
@@ -60,6 +60,9 @@ def to_html(tables: list[tuple[str, list[str], list[list[str]], list[bool]]], fa
                  f"{(r.get('error') or {}).get('kind')}: {str((r.get('error') or {}).get('message', ''))[:160]}",
                  str(r.get("_dir"))] for r in failed]
         parts += ["<h2>Failed jobs</h2>", _table(header, body, [False] * len(body))]
+    if replaced:
+        parts += ["<h2>Runs on another data root</h2>", "<ul>",
+                  *(f"<li>{html.escape(line)}</li>" for line in replaced), "</ul>"]
     if not tables and not failed:
         parts.append("<p>No records found.</p>")
     figures = [(n, p) for n, p in paths.items() if str(p).endswith(".png") and Path(p).is_file()]

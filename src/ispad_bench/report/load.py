@@ -48,6 +48,32 @@ def load_records(runs_dir: Path) -> tuple[list[dict], list[dict]]:
     return list(latest.values()), failed + unreadable
 
 
+def data_root_of(record: dict) -> str | None:
+    """``data.init_args.root`` of a record's resolved config."""
+    data = ((record.get("config") or {}).get("data") or {}).get("init_args") or {}
+    return str(data["root"]) if data.get("root") is not None else None
+
+
+def other_root_runs(runs_dir: Path) -> list[str]:
+    """One line per table cell whose shown (latest) run used another data root than an earlier successful run of
+    the same cell in this folder: the newer run replaced it in the tables, which should say so."""
+    by_slot: dict[tuple, list[dict]] = {}
+    for record in records.iter_records(runs_dir):
+        if record.get("status") == "ok":
+            slot = (*(record.get(k) for k in SLOT), contamination_of(record))
+            by_slot.setdefault(slot, []).append(record)
+    lines = []
+    for slot, runs in by_slot.items():
+        roots = {data_root_of(r) for r in runs}
+        if len(roots) > 1:
+            shown = max(runs, key=lambda r: str(r.get("finished")))
+            others = sorted(str(r) for r in roots - {data_root_of(shown)})
+            _, method, modality, row, seed, _ = slot
+            lines.append(f"{method} {modality}{f' {row}' if row else ''} seed {seed}: the tables show the run on "
+                         f"{data_root_of(shown)}; this folder also holds a run on {', '.join(others)}")
+    return sorted(lines)
+
+
 def unreadable_entry(path: Path, why: str) -> dict:
     """A failed-job entry for a ``record.json`` that cannot be used (the report lists it and exits non-zero)."""
     from datetime import datetime, timezone

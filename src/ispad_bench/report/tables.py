@@ -244,7 +244,7 @@ def _tables(df: pd.DataFrame):
             yield f"{modality}: {table} ({ref}){note}", sub, columns
 
 
-def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
+def to_markdown(df: pd.DataFrame, failed: list[dict], replaced: list[str] | None = None) -> str:
     lines = [
         "# ISP-AD benchmark results",
         "",
@@ -277,6 +277,8 @@ def to_markdown(df: pd.DataFrame, failed: list[dict]) -> str:
                 f"{msg.replace('|', '/')} | {r.get('_dir')} |"
             )
         lines.append("")
+    if replaced:
+        lines += ["## Runs on another data root", "", *(f"- {line}" for line in replaced), ""]
     if not len(df) and not failed:
         lines.append("No records found.")
     return "\n".join(lines)

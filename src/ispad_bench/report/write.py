@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ispad_bench.files import atomic_write_bytes
-from ispad_bench.report.load import load_records
+from ispad_bench.report.load import load_records, other_root_runs
 from ispad_bench.sweep.records import LOG
 
 # What the report writes into a sweep folder (figures go to ``figures/``).
@@ -48,8 +48,9 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir else runs_dir
     df, failed = tables.summarise(runs_dir)
+    replaced = other_root_runs(runs_dir)
     paths = {kind: out_dir / FILES[kind] for kind in ("md", "csv", "tex")}
-    atomic_write_bytes(paths["md"], tables.to_markdown(df, failed).encode())
+    atomic_write_bytes(paths["md"], tables.to_markdown(df, failed, replaced).encode())
     atomic_write_bytes(paths["csv"], df.to_csv(index=False).encode())
     atomic_write_bytes(paths["tex"], tables.to_latex(df).encode())
     if figures and len(df):
@@ -59,5 +60,5 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
         if (path := contamination_figure(df, out_dir / FIGURES / "contamination.png")) is not None:
             paths["contamination"] = path
     paths["html"] = out_dir / FILES["html"]
-    atomic_write_bytes(paths["html"], html.to_html(tables.rendered(df), failed, paths).encode())
+    atomic_write_bytes(paths["html"], html.to_html(tables.rendered(df), failed, paths, replaced).encode())
     return paths
