@@ -266,3 +266,30 @@ def test_report_says_when_a_run_on_another_data_root_replaced_one(tmp_path):
             "/data/ispad") in md
     assert "uflow LSM-1 seed 0: the tables show" not in md
     assert "Runs on another data root" in (tmp_path / "report.html").read_text()
+
+
+def test_forest_plot_per_modality_is_written_and_embedded(tmp_path):
+    """report.html and figures/ get one forest plot per modality (MCC and image AUROC with intervals)."""
+    from ispad_bench.report.forest import forest_figure
+
+    for method, scores in (("glass", [0.9, 0.8, 0.7, 0.2, 0.1, 0.3]), ("uflow", [0.6, 0.5, 0.55, 0.4, 0.45, 0.5])):
+        _job_with_bootstrap(tmp_path, method, np.array(scores), np.array([1, 1, 1, 0, 0, 0]))
+    paths = write_report(tmp_path)
+    assert paths["forest_lsm1"] == tmp_path / "figures" / "forest_lsm1.png"
+    assert paths["forest_lsm1"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 'alt="forest_lsm1"' in (tmp_path / "report.html").read_text()
+    df, _ = report.summarise(tmp_path)
+    assert forest_figure(df, "ASM", tmp_path / "none.png") is None  # no rows: no figure
+
+
+def test_html_puts_the_paper_columns_first_and_folds_the_rest(runs, tmp_path):
+    """Per-group recall columns in the unsupervised tables; report.html folds non-paper columns (CSS, no script)."""
+    df, _ = report.summarise(runs)
+    (title, header, body, _, extra), *_ = report.rendered(df)
+    assert "Recall-area (%)" in header and "Recall-points (%)" in header
+    first_extra = extra.index(True)
+    assert not any(extra[:first_extra]) and all(extra[first_extra:])  # paper columns, then the rest
+    assert header[:3] == ["Method", "n", "AUROC (%)"] and "MCC cf" in header[first_extra:]
+    write_report(runs, figures=False)
+    page = (runs / "report.html").read_text()
+    assert 'id="all-columns"' in page and '<th class="x">MCC cf</th>' in page and "<script" not in page

@@ -20,14 +20,18 @@ tr.best td{font-weight:bold;background:#f5fbf2}
 .howto{background:#f7f7fb;border-left:4px solid #88a;padding:.6em 1em;font-size:.9em}
 figure{display:inline-block;margin:.5em}figure img{max-width:680px;border:1px solid #ddd}
 figcaption{font-size:.8em;color:#555}
+.x{display:none}body:has(#all-columns:checked) .x{display:table-cell}
+.toggle{font-size:.85em;margin:.6em 0}
 """
 
 
-def _table(header: list[str], body: list[list[str]], bold: list[bool]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+def _table(header: list[str], body: list[list[str]], bold: list[bool], extra: list[bool] | None = None) -> str:
+    """A table; columns flagged ``extra`` carry class ``x`` (shown with the "all columns" toggle, no script)."""
+    cls = [' class="x"' if x else "" for x in (extra or [False] * len(header))]
+    head = "".join(f"<th{c}>{html.escape(h)}</th>" for h, c in zip(header, cls))
     rows = []
     for cells, b in zip(body, bold):
-        tds = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+        tds = "".join(f"<td{c}>{html.escape(v)}</td>" for v, c in zip(cells, cls))
         rows.append(f'<tr class="best">{tds}</tr>' if b else f"<tr>{tds}</tr>")
     return f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
@@ -38,7 +42,7 @@ def _figure(name: str, path: Path) -> str:
             f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
-def to_html(tables: list[tuple[str, list[str], list[list[str]], list[bool]]], failed: list[dict],
+def to_html(tables: list[tuple[str, list[str], list[list[str]], list[bool], list[bool]]], failed: list[dict],
             paths: dict[str, Path], replaced: list[str] | None = None) -> str:
     """The page from the report's rendered tables ``(title, header, body, bold)``; ``paths``: what
     ``write_report`` wrote so far (PNG figures are embedded)."""
@@ -52,8 +56,12 @@ def to_html(tables: list[tuple[str, list[str], list[list[str]], list[bool]]], fa
         "F1-optimal on the test set itself (§4.3.6), an oracle. "
         + html.escape(stats.LEGEND.replace("**bold**", "bold")) + "</div>",
     ]
-    for title, header, body, bold in tables:
-        parts += [f"<h2>{html.escape(title)}</h2>", _table(header, body, bold)]
+    if tables:
+        parts.append('<div class="toggle"><label><input type="checkbox" id="all-columns"> show every column '
+                     "(the paper's columns come first; cross-fit, per-group, speed and other columns are folded)"
+                     "</label></div>")
+    for title, header, body, bold, extra in tables:
+        parts += [f"<h2>{html.escape(title)}</h2>", _table(header, body, bold, extra)]
     if failed:
         header = ["Method", "Modality", "Row", "Seed", "Error", "Folder"]
         body = [[str(r.get("method")), str(r.get("modality")), str(r.get("row") or ""), str(r.get("seed")),

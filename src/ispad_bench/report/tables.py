@@ -52,6 +52,8 @@ UNSUP_COLUMNS = (
     Column("pixel_auroc", "Pixel AUROC (%)", "pixel_AUROC", 100, 1, "pixel_auroc_pct"),
     Column("pro", "PRO (%)", "PRO", 100, 1, "pro_pct"),
     Column("aupro", "AUPRO@0.3 (%)", "AUPRO", 100, 1),
+    Column("recall_area", "Recall-area (%)", "recall_area", 100, 1),  # §5.1 discusses the groups apart
+    Column("recall_points", "Recall-points (%)", "recall_points", 100, 1),
     Column("images_per_s", "images/s", "timing.test_images_per_s", 1, 1),
 )
 SUP_COLUMNS = (
@@ -354,6 +356,17 @@ def paper_markdown() -> str:
     return "\n".join(lines)
 
 
-def rendered(df: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]], list[bool]]]:
-    """Every table as ``(title, header, body, bold)`` (report.html draws these)."""
-    return [(title, *_table_rows(sub, columns, "±", "Δ")) for title, sub, columns in _tables(df)]
+def rendered(df: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]], list[bool], list[bool]]]:
+    """Every table as ``(title, header, body, bold, extra)`` for report.html: the paper's columns first (with
+    their Δ), then the others, flagged ``extra`` (the page folds them behind a toggle)."""
+    out = []
+    for title, sub, columns in _tables(df):
+        header, body, bold = _table_rows(sub, columns, "±", "Δ")
+        deltas = not ("data" in sub and not any(notes.comparable(k) for k in sub["data"]))
+        paper = [True] * (len(header) - sum(1 + bool(c.paper and deltas) for c in columns))  # Method, n, ...
+        for col in columns:
+            paper += [bool(col.paper)] + ([True] if col.paper and deltas else [])
+        order = [i for i, p in enumerate(paper) if p] + [i for i, p in enumerate(paper) if not p]
+        out.append((title, [header[i] for i in order], [[cells[i] for i in order] for cells in body], bold,
+                    [not paper[i] for i in order]))
+    return out

@@ -56,6 +56,9 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
     if figures and len(df):
         from ispad_bench.report.figures import contamination_figure, write_figures
 
+        from ispad_bench.report.forest import forest_figures
+
+        paths.update(forest_figures(df, out_dir / FIGURES))
         paths.update(write_figures(runs_dir, out_dir / FIGURES))
         if (path := contamination_figure(df, out_dir / FIGURES / "contamination.png")) is not None:
             paths["contamination"] = path
