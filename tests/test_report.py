@@ -293,3 +293,17 @@ def test_html_puts_the_paper_columns_first_and_folds_the_rest(runs, tmp_path):
     write_report(runs, figures=False)
     page = (runs / "report.html").read_text()
     assert 'id="all-columns"' in page and '<th class="x">MCC cf</th>' in page and "<script" not in page
+
+
+def test_table_notes_say_how_many_test_defects_were_unreachable(tmp_path):
+    """evaluate() counts defective images whose mask is empty after the geometry; the report's notes say it."""
+    from ispad_bench.metrics import evaluate
+
+    masks = np.zeros((4, 8, 8), np.uint8)
+    masks[2, 2:4, 2:4] = 1  # image 3 is defective but its mask is empty (its defect was cropped away)
+    with pytest.warns(RuntimeWarning, match="1 defective image"):
+        result = evaluate(np.array([0.1, 0.2, 0.9, 0.8]), np.array([0, 0, 1, 1]), np.random.rand(4, 8, 8), masks)
+    assert result["n_unreachable"] == 1
+    _record(tmp_path, "glass", "ASM", 0, {**UNSUP[0], "n_unreachable": 1})
+    write_report(tmp_path, figures=False)
+    assert "- GLASS: 1 test defect image(s) keep no defect pixel after its crop/resize" in (tmp_path / "tables.md").read_text()

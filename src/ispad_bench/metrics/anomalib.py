@@ -45,6 +45,7 @@ DISPLAY_NAMES = {
     "pro": "PRO",
     "aupro": "AUPRO",
     "n_regions": "n_regions",
+    "n_unreachable": "n_unreachable",  # defective test images whose mask is empty after the model's geometry
     **{f"{k}_crossfit": f"{v}_crossfit" for k, v in (("mcc", "MCC"), ("recall", "recall"), ("precision", "precision"),
                                                        ("fpr", "FPR"), ("f1", "F1"))},
 }

@@ -385,8 +385,9 @@ def evaluate(
         if np.any(has_defect & ~labels):
             bad = np.nonzero(has_defect & ~labels)[0][:5].tolist()
             raise ValueError(f"images labelled good have defect pixels in gt_masks (indices {bad} ...)")
-        if np.any(labels & ~has_defect):
-            n = int(np.count_nonzero(labels & ~has_defect))
+        n = int(np.count_nonzero(labels & ~has_defect))  # e.g. the defect lies outside the model's crop
+        result["n_unreachable"] = n
+        if n:
             msg = f"{n} defective image(s) have an empty mask; they add no PRO region"
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         result.update(pixel_metrics(anomaly_maps, masks, threshold, aupro_limit=aupro_limit, workers=workers))

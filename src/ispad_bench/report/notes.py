@@ -83,6 +83,12 @@ def table_notes(frame) -> list[str]:
              for _, row in frame.iterrows()]
     if any(MARK_PROCEDURE in str(m) or MARK_TEXTURES in str(m) for m in frame.method):
         lines.append(f"- {FOOTNOTE}")
+    if "n_unreachable" in frame.columns:
+        for _, row in frame.iterrows():
+            n = row.get("n_unreachable")
+            if isinstance(n, int | float) and n == n and n > 0:
+                lines.append(f"- {row.method}: {int(n)} test defect image(s) keep no defect pixel after its crop/resize "
+                             "(unreachable at pixel level: no PRO region; they still count at image level)")
     return ["Procedure:", "", *lines]
 
 

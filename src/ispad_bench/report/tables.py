@@ -153,6 +153,8 @@ def summarise(runs_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
             match = pu[(pu.modality == modality) & (pu.method == BY_ID[method].name)]
             paper_row = match.iloc[0] if len(match) else None
         out["data"], out["data_root"] = notes.data_kind(recs), ";".join(notes.data_roots(recs))
+        unreachable = [v for v in (_value(r, "n_unreachable") for r in recs) if v is not None]
+        out["n_unreachable"] = int(max(unreachable)) if unreachable else None
         if not notes.comparable(out["data"]):
             paper_row = None  # Δ to the paper only for runs on ISP-AD (report/notes.py)
             out.pop("n_real_paper", None)
