@@ -38,7 +38,7 @@ def _table(header: list[str], body: list[list[str]], bold: list[bool], extra: li
 
 def _figure(name: str, path: Path) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+    return (f'<figure id="{html.escape(name)}"><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
