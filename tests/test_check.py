@@ -351,3 +351,14 @@ def test_defects_outside_the_evaluation_crop_are_predicted(root):
     assert any(w.startswith(f"{other}: the defect lies wholly outside the ASM centre-224 crop") for w in warnings)
     assert not any("LSM-1" in w and "outside" in w for w in warnings)  # LSM-1 has no crop
     assert find_problems(root) == []
+
+
+def test_thin_defects_that_vanish_at_the_model_input_size_are_predicted(root):
+    mask = root / "LSM-1/ground_truth/pinhole/000_mask.png"
+    thin = np.zeros((256, 256), np.uint8)
+    thin[101, 50:200] = 255  # one pixel high: gone at 64 px (nearest keeps every 4th row)
+    Image.fromarray(thin).save(mask)
+    assert not any("vanishes" in w for w in find_warnings(root))  # only with an input size
+    warnings = find_warnings(root, input_size=64)
+    assert f"{mask}: the defect vanishes when the mask is resized to 64x64 (nearest, after the border crop)" in warnings
+    assert not any("vanishes" in w for w in find_warnings(root, input_size=256))

@@ -77,6 +77,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "dangling": (WARNING, "symbolic links to missing files; training skips them (the counts leave them out)"),
     "unreachable": (WARNING, "defect masks wholly outside the modality's evaluation crop: the image stays defective, "
                     "but no pixel of its defect can be found"),
+    "vanishes": (WARNING, "defect masks that vanish at the model input size (nearest resize after the border crop)"),
     "stream_labels": (WARNING, "stream labels that contradict their masks; training uses the labels (masks only with read_masks)"),
     "mask_value": (WARNING, "masks with one non-zero value other than 255 (counted as defect; the layout uses 0/255)"),
     "train_fallback": (WARNING, "training-split notes"),
@@ -105,6 +106,7 @@ class _Task:
     image: Path | None = None  # a mask's image
     split: str = ""  # train | test (images): duplicates across them are leakage
     modality: Modality | None = None  # a mask's modality (its evaluation crops)
+    input_size: int | None = None  # a model input size to predict vanishing thin defects at
 
 
 @dataclass
@@ -156,6 +158,9 @@ def _inspect(task: _Task) -> _Result:
         if len(xs):
             sx, sy = PATCH_SIZE / array.shape[1], PATCH_SIZE / array.shape[0]
             out.bbox = (xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy)
+            if task.input_size and task.modality is not None and _vanishes(array != 0, task.modality, task.input_size):
+                add(Finding("vanishes", f"{task.path}: the defect vanishes when the mask is resized to "
+                                        f"{task.input_size}x{task.input_size} (nearest, after the border crop)"))
         if not len(nonzero):
             add(Finding("mask_empty", f"{task.path}: mask of a defect image is empty (all zero)"))
         elif len(nonzero) > 1:
@@ -168,6 +173,22 @@ def _inspect(task: _Task) -> _Result:
     return out
 
 
+def _vanishes(mask: np.ndarray, mod: Modality, size: int) -> bool:
+    """Whether a mask with defect pixels inside the border crop has none left after the loaders' geometry at
+    ``size`` (native 256, border crop, nearest resize: what ``datamodule.geometry`` does to masks)."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+    from torchvision.tv_tensors import Mask
+
+    from ispad_bench.data.datamodule import geometry
+
+    tensor = Mask(torch.from_numpy(np.ascontiguousarray(mask)).to(torch.uint8)[None])
+    cropped = geometry(mod.border_crop_px)(tensor)
+    if not bool(cropped.any()):
+        return False  # wholly outside the crop: reported as unreachable
+    return not bool(F.resize(cropped, [size, size]).any())
+
+
 def _hdf5_problem(path: Path, err: Exception) -> Finding:
     text = str(err)
     inner = re.search(r"\(([^()]*)\)\s*$", text)
@@ -175,8 +196,8 @@ def _hdf5_problem(path: Path, err: Exception) -> Finding:
 
 
 class _Scan:
-    def __init__(self, root: Path, defect_groups: dict[str, str] | None = None):
-        self.root = root
+    def __init__(self, root: Path, defect_groups: dict[str, str] | None = None, input_size: int | None = None):
+        self.root, self.input_size = root, input_size
         self.mapping = dict(defect_groups) if defect_groups else dict(DEFECT_GROUPS)
         self.findings: list[Finding] = []
         self.counts: dict[tuple[str, str], int] = {}
@@ -255,7 +276,8 @@ class _Scan:
                 if masks.pop(mask.name, None) is None:
                     self.add("mask_missing", f"{image}: image without mask (expected {mask})")
                 else:
-                    self.tasks.append(_Task(mask, PATCH_SIZE, 1, role="mask", image=image, modality=mod))
+                    self.tasks.append(_Task(mask, PATCH_SIZE, 1, role="mask", image=image, modality=mod,
+                                            input_size=self.input_size))
             for m in masks.values():
                 self.add("mask_missing", f"{m}: mask without image in {test_dir / defect}")
         if mask_dir.is_dir():
@@ -393,10 +415,11 @@ def _modality_dirs(root: Path, scan: _Scan) -> list[tuple[Modality, Path]]:
     return found
 
 
-def scan(root: str | Path, defect_groups: dict[str, str] | None = None) -> _Scan:
-    """Walk ``root`` once: counts per (modality, split) and every finding (errors and warnings)."""
+def scan(root: str | Path, defect_groups: dict[str, str] | None = None, input_size: int | None = None) -> _Scan:
+    """Walk ``root`` once: counts per (modality, split) and every finding (errors and warnings); with
+    ``input_size``, also the defect masks that vanish at that model input size."""
     root = Path(root)
-    result = _Scan(root, defect_groups)
+    result = _Scan(root, defect_groups, input_size)
     if not root.is_dir():
         result.add("modality", f"{root}: dataset root does not exist")
         return result
@@ -414,9 +437,9 @@ def find_problems(root: str | Path, defect_groups: dict[str, str] | None = None)
     return scan(root, defect_groups).errors
 
 
-def find_warnings(root: str | Path, defect_groups: dict[str, str] | None = None) -> list[str]:
+def find_warnings(root: str | Path, defect_groups: dict[str, str] | None = None, input_size: int | None = None) -> list[str]:
     """Every warning (what training handles, e.g. resizing), one line each."""
-    return scan(root, defect_groups).warnings
+    return scan(root, defect_groups, input_size).warnings
 
 
 _PAPER = {  # check split -> Table 7 field (None: no single paper number)
@@ -464,12 +487,13 @@ def summary_lines(findings: list[Finding], verbose: bool = False) -> list[str]:
     return lines
 
 
-def main_check(root: str | Path, defect_groups: dict[str, str] | None = None, verbose: bool = False) -> int:
+def main_check(root: str | Path, defect_groups: dict[str, str] | None = None, verbose: bool = False,
+               input_size: int | None = None) -> int:
     """Print counts beside the paper's (Table 7), errors and warnings; 1 when there is an error, else 0."""
     from rich.console import Console
     from rich.table import Table
 
-    result = scan(root, defect_groups)
+    result = scan(root, defect_groups, input_size)
     table = Table(title=f"Dataset at {root}")
     for column in ("modality", "split", "found", "paper (Table 7)"):
         table.add_column(column, justify="right" if column in ("found", "paper (Table 7)") else "left")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ispad_bench.cli import positive_float
+from ispad_bench.cli import positive_float, positive_int
 from ispad_bench.data.download import MAX_EXTRACT_GIB, MAX_RATIO
 
 
@@ -42,7 +42,7 @@ def parse_defect_groups(text: str) -> dict[str, str]:
 def _check(args: argparse.Namespace) -> int:
     from ispad_bench.data.check import main_check
 
-    return main_check(args.root, defect_groups=args.defect_groups, verbose=args.verbose)
+    return main_check(args.root, defect_groups=args.defect_groups, verbose=args.verbose, input_size=args.input_size)
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -81,6 +81,8 @@ def add_parser(subparsers) -> None:
                        help="test folder -> group mapping, as data.init_args.defect_groups: '{blowhole: points, "
                             "crack: area}' or a YAML file (default: the built-in DEFECT_GROUPS)")
     check.add_argument("--verbose", "-v", action="store_true", help="list every finding, not a few per kind")
+    check.add_argument("--input-size", type=positive_int, default=None,
+                       help="also warn about defect masks that vanish at this model input size (e.g. 64)")
     check.set_defaults(func=_check)
 
     download = sub.add_parser("download", help="download ISP-AD from Zenodo (checksum-verified, resumable)")
