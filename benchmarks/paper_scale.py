@@ -138,8 +138,9 @@ def stream_batches(n: int) -> int:
 def shortening(method: str, sizes: dict[str, int]) -> dict:
     """How a row is shortened, chosen so that the run reaches the same branches as at full length."""
     n = sizes["train"]
-    if method == "efficient_ad":  # the step limit ends training as 70,000 does: at an epoch end, or r batches into one
-        return {"max_steps": n + (MAX_STEPS % n or n)}
+    if method == "efficient_ad":  # the step limit ends training as 70,000 does: at an epoch end (n | 70,000: one
+        rest = MAX_STEPS % n      # epoch), or r batches into the epoch after a full one
+        return {"max_steps": n + rest if rest else n}
     if method == "supervised":  # epochs until the first warm restart of the LR (T_0 steps) has happened
         return {"max_epochs": T_0 // stream_batches(sizes["stream"]) + 1}
     return SETUPS[method][1]
