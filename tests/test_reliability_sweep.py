@@ -202,6 +202,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+@pytest.mark.slow  # ~40 s: two sweeps on a small tmpfs
 def test_full_disk_stops_the_sweep_cleanly_and_it_resumes(tiny_root, small_disk, capsys):
     """Was: the whole sweep aborted with a traceback while writing a failure record. Now: one line, complete
     records only, no temporary files; after space is freed the rerun finishes the jobs."""

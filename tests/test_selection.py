@@ -142,6 +142,7 @@ def test_glass_official_selection_runs_when_the_epoch_cap_binds(synth_root, tmp_
     assert tracker.tested_epoch() == best and model.procedure()["tested"] == f"epoch {best} (selected)"
 
 
+@pytest.mark.slow  # ~20 s; the official selection under the binding cap stays in the default run
 def test_glass_early_stopping_validates_when_the_epoch_cap_binds(synth_root, tmp_path, monkeypatch):
     """``selection: early_stopping`` under the binding cap: every epoch is evaluated, the stopping rule sees each
     pixel AUROC, and the last epoch's weights are tested (the engine rule: no selection)."""
