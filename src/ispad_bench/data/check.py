@@ -63,9 +63,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "no_defects": (ERROR, "test splits without defect images (every method's test and metrics need them)"),
     "real_size": (ERROR, f"real-defect patches that are not {REAL_DEFECT_SIZE}x{REAL_DEFECT_SIZE}"),
     "mask_missing": (ERROR, "defect images without a mask, or masks without an image"),
-
     "mask_empty": (ERROR, "empty masks of defect images"),
-
     "hdf5": (ERROR, "unreadable or malformed HDF5 files"),
     "modality": (ERROR, "no modality folder"),
     "resize": (WARNING, f"images that are not {PATCH_SIZE}x{PATCH_SIZE}; the datamodules resize them (masks follow)"),
@@ -114,7 +112,6 @@ class _Result:
     findings: list[Finding] = field(default_factory=list)
     size: tuple[int, int] | None = None  # (width, height)
     digest: bytes | None = None  # of the decoded pixels (duplicates across splits)
-    bbox: tuple[float, float, float, float] | None = None  # a mask's defect pixels (x0, y0, x1, y1), native 256 px
 
 
 def bit_depth(mode: str) -> int:
@@ -154,13 +151,8 @@ def _inspect(task: _Task) -> _Result:
             array = array.max(axis=-1)  # a colour mask: Anomalib's read_mask converts to L, nonzero = defect
         values = np.unique(array)
         nonzero = values[values != 0]
-        ys, xs = np.nonzero(array)
-        if len(xs):
-            sx, sy = PATCH_SIZE / array.shape[1], PATCH_SIZE / array.shape[0]
-            out.bbox = (xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy)
-            if task.input_size and task.modality is not None and _vanishes(array != 0, task.modality, task.input_size):
-                add(Finding("vanishes", f"{task.path}: the defect vanishes when the mask is resized to "
-                                        f"{task.input_size}x{task.input_size} (nearest, after the border crop)"))
+        if task.modality is not None and len(nonzero):
+            out.findings += _geometry_findings(array != 0, task)
         if not len(nonzero):
             add(Finding("mask_empty", f"{task.path}: mask of a defect image is empty (all zero)"))
         elif len(nonzero) > 1:
@@ -173,9 +165,13 @@ def _inspect(task: _Task) -> _Result:
     return out
 
 
-def _vanishes(mask: np.ndarray, mod: Modality, size: int) -> bool:
-    """Whether a mask with defect pixels inside the border crop has none left after the loaders' geometry at
-    ``size`` (native 256, border crop, nearest resize: what ``datamodule.geometry`` does to masks)."""
+def _geometry_findings(mask: np.ndarray, task: _Task) -> list[Finding]:
+    """What the loaders' geometry (``datamodule.geometry``: native 256, border crop, centre crop, nearest resize)
+    leaves of a defect mask: nothing inside the border crop (every method) or the centre crop (§4.3.5: GLASS,
+    U-Flow, DDAD and the added Anomalib models crop ASM to 224), or nothing at ``task.input_size``."""
+    mod, size = task.modality, task.input_size
+    if not (mod.border_crop_px or mod.center_crop or size):
+        return []  # no crop and no input size: every defect pixel stays
     import torch
     from torchvision.transforms.v2 import functional as F
     from torchvision.tv_tensors import Mask
@@ -183,10 +179,17 @@ def _vanishes(mask: np.ndarray, mod: Modality, size: int) -> bool:
     from ispad_bench.data.datamodule import geometry
 
     tensor = Mask(torch.from_numpy(np.ascontiguousarray(mask)).to(torch.uint8)[None])
-    cropped = geometry(mod.border_crop_px)(tensor)
-    if not bool(cropped.any()):
-        return False  # wholly outside the crop: reported as unreachable
-    return not bool(F.resize(cropped, [size, size]).any())
+    border = geometry(mod.border_crop_px)(tensor)
+    crops = [(border, f"{mod.border_crop_px}-px border crop (every method)")]
+    if mod.center_crop:
+        crops.append((geometry(mod.border_crop_px, mod.center_crop)(tensor),
+                      f"centre-{mod.center_crop} crop (GLASS, U-Flow, DDAD, added models; §4.3.5)"))
+    found = [Finding("unreachable", f"{task.path}: the defect lies wholly outside the {mod.value} {name}")
+             for cropped, name in crops if not bool(cropped.any())][:1]
+    if size and bool(border.any()) and not bool(F.resize(border, [size, size]).any()):
+        found.append(Finding("vanishes", f"{task.path}: the defect vanishes when the mask is resized to "
+                                         f"{size}x{size} (nearest, after the border crop)"))
+    return found
 
 
 def _hdf5_problem(path: Path, err: Exception) -> Finding:
@@ -344,14 +347,10 @@ class _Scan:
                 self.sizes[task.path] = result.size
         self.leakage([(t, r) for t, r in zip(self.tasks, results) if r.digest is not None])
         for task, result in zip(self.tasks, results):
-            if task.modality is not None and result.bbox is not None:
-                self.reachable(task, result.bbox)
-        for task, result in zip(self.tasks, results):
             own = self.sizes.get(task.image) if task.image is not None else None
             if own is not None and result.size is not None and result.size != own:
                 self.add("mask_size", f"{task.path}: mask is {result.size[0]}x{result.size[1]}, "
                          f"its image {task.image.name} is {own[0]}x{own[1]}")
-
 
     def leakage(self, hashed: list[tuple[_Task, _Result]]) -> None:
         """A training image whose decoded pixels equal a test image's, within one modality folder."""
@@ -363,23 +362,6 @@ class _Scan:
             other = tests.get((task.path.parents[2], result.digest)) if task.split == "train" else None
             if other is not None:
                 self.add("leakage", f"{task.path}: the same pixels as test image {other}")
-
-    def reachable(self, task: _Task, bbox: tuple[float, float, float, float]) -> None:
-        """A defect wholly outside what evaluation sees: the border crop (every method) or the centre crop
-        (§4.3.5: GLASS, U-Flow, DDAD and the added Anomalib models crop ASM to 224)."""
-        mod, x0, y0, x1, y1 = task.modality, *bbox
-        border = mod.border_crop_px
-        windows = [(f"{border}-px border crop (every method)", border, 0, PATCH_SIZE - border, PATCH_SIZE)]
-        if mod.center_crop:
-            width = min(mod.center_crop, PATCH_SIZE - 2 * border)
-            height = min(mod.center_crop, PATCH_SIZE)
-            left, top = (PATCH_SIZE - width) / 2, (PATCH_SIZE - height) / 2
-            windows.append((f"centre-{mod.center_crop} crop (GLASS, U-Flow, DDAD, added models; §4.3.5)",
-                            left, top, left + width, top + height))
-        for name, wx0, wy0, wx1, wy1 in windows:
-            if x1 <= wx0 or x0 >= wx1 or y1 <= wy0 or y0 >= wy1:
-                self.add("unreachable", f"{task.path}: the defect lies wholly outside the {mod.value} {name}")
-                return
 
     def stream_labels(self, path: Path, layout) -> None:
         """Label-1 patches with an empty mask and label-0 patches with a defect mask (read in blocks)."""
