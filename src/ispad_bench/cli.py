@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
+from collections.abc import Callable
+from typing import Any
 
 COMMANDS = (
     "ispad_bench.data.cli",  # data synth | check | download | textures
@@ -23,37 +26,24 @@ def comma_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def positive_float(text: str) -> float:
-    """An option value that must be a number > 0 (argparse prints the reason in one line)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
+def bounded(cast: Callable[[str], Any], expected: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
+    """An argparse ``type`` that casts the text and refuses values outside ``ok`` with ``expected ..., got '<text>'``
+    (argparse prints it in one line)."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An option value that must be an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An option value that must be an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+positive_float = bounded(float, "a number > 0", lambda v: 0 < v < math.inf)  # NaN fails both comparisons
+positive_int = bounded(int, "an integer >= 1", lambda v: v >= 1)
+non_negative_int = bounded(int, "an integer >= 0", lambda v: v >= 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
