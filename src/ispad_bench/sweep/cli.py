@@ -148,33 +148,37 @@ def unwritable(out_dir: Path) -> str | None:
 def check_data_roots(jobs, console, dry_run: bool = False) -> bool:
     """Every job's data root exists and its test split holds defects (else one line per root or test folder,
     once, not a failure per job ~40 s in, or after training); under --dry-run the lines are warnings."""
-    roots: dict[str, list[str]] = {}
+    roots: dict[str, set[str]] = {}  # data root -> methods
+    modalities: set[tuple[str, str]] = set()  # (existing data root, modality): each test folder looked at once
     for job in jobs:
         root = (((job.config or {}).get("data") or {}).get("init_args") or {}).get("root")
-        if root is not None and not Path(str(root)).is_dir():
-            roots.setdefault(str(root), []).append(job.method)
+        if root is None:
+            continue
+        if Path(str(root)).is_dir():
+            modalities.add((str(root), job.modality))
+        else:
+            roots.setdefault(str(root), set()).add(job.method)
     colour = "yellow" if dry_run else "red"
     for root, methods in roots.items():
-        console.print(f"[{colour}]sweep: data root {root} ({', '.join(sorted(set(methods)))}) is not a folder: "
+        console.print(f"[{colour}]sweep: data root {root} ({', '.join(sorted(methods))}) is not a folder: "
                       "pass --data-root, or make one with `ispad-bench data synth|download`[/]", soft_wrap=True)
-    no_defects = sorted({str(t) for job in jobs if (t := _test_without_defects(job)) is not None})
+    no_defects = sorted({str(t) for root, mod in modalities if (t := _test_without_defects(root, mod)) is not None})
     for test in no_defects:  # every job would fit, then stop at its test
         console.print(f"[{colour}]sweep: {test} holds no defect folder with images: every job's test needs them "
                       "(`ispad-bench data check` lists what is there)[/]", soft_wrap=True)
     return dry_run or not (roots or no_defects)
 
 
-def _test_without_defects(job) -> Path | None:
-    """The job's test folder when it exists but holds no defect images (``None`` otherwise, or if unknown)."""
+def _test_without_defects(root: str, modality: str) -> Path | None:
+    """The modality's test folder when it exists but holds no defect images (``None`` otherwise, or if unknown)."""
     from ispad_bench.data.layout import GOOD_DIR, TEST_DIR, list_images, modality_dir
 
-    root = (((job.config or {}).get("data") or {}).get("init_args") or {}).get("root")
     try:
-        test = modality_dir(root, job.modality) / TEST_DIR
+        test = modality_dir(root, modality) / TEST_DIR
         if not test.is_dir():
             return None
         return None if any(p.is_dir() and p.name != GOOD_DIR and list_images(p) for p in test.iterdir()) else test
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError):
         return None
 
 
