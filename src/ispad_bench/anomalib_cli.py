@@ -17,6 +17,7 @@ import os
 import sys
 
 from ispad_bench.errors import InputError, config_errors, one_line
+from ispad_bench.models import keep
 
 _MARK = "_ispad_applies_seed"
 
@@ -48,6 +49,7 @@ def install() -> bool:
 
     setattr(before_instantiate_classes, _MARK, True)
     cls.before_instantiate_classes = before_instantiate_classes
+    keep.install()  # `anomalib test --ckpt_path <job>/model.ckpt` fills the tensors a kept model leaves to the config
     previous = sys.excepthook
 
     def excepthook(kind, value, tb) -> None:

@@ -6,15 +6,42 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from ispad_bench.files import atomic_write_bytes
+from ispad_bench.files import atomic_write_bytes, read_json, write_json
 from ispad_bench.report.load import load_records, other_root_runs
-from ispad_bench.sweep.records import LOG
+from ispad_bench.sweep.records import BOOTSTRAP, LOG, PREDICTIONS, RECORD, SPEC
 
 # What the report writes into a sweep folder (figures go to ``figures/``).
 FILES = {"md": "tables.md", "csv": "tables.csv", "tex": "tables.tex", "html": "report.html"}
 FIGURES = "figures"
+STAMP = ".report.json"  # what the last report was made from (:func:`inputs_digest`): a sweep with nothing new skips it
+READ = (RECORD, SPEC, PREDICTIONS, BOOTSTRAP)  # the job-folder files the report reads
+
+
+def inputs_digest(runs_dir: Path) -> str:
+    """Hash of what a report of ``runs_dir`` is made from: the name, size and mtime of every file it reads,
+    and the report's own code and reference tables."""
+    h = hashlib.sha256()
+    runs_dir = Path(runs_dir)
+    for name in READ:
+        for path in sorted(runs_dir.rglob(name)):
+            st = path.stat()
+            h.update(f"{path.relative_to(runs_dir)}|{st.st_size}|{st.st_mtime_ns};".encode())
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted([*(package / "report").glob("*.py"), *(package / "reference").glob("*"), package / "paper.py"]):
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def report_is_current(runs_dir: Path) -> bool:
+    """Whether the report in ``runs_dir`` was written from exactly its present records (and still exists)."""
+    stamp = read_json(Path(runs_dir) / STAMP) or {}
+    if not all((Path(runs_dir) / name).is_file() for name in FILES.values()):
+        return False
+    return stamp.get("inputs") == inputs_digest(runs_dir)
 
 
 def no_success_message(runs_dir: Path) -> str | None:
@@ -47,6 +74,7 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
 
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir else runs_dir
+    inputs = inputs_digest(runs_dir)  # before reading: a record that lands meanwhile makes the next sweep rewrite
     df, failed = tables.summarise(runs_dir)
     replaced = other_root_runs(runs_dir)
     paths = {kind: out_dir / FILES[kind] for kind in ("md", "csv", "tex")}
@@ -64,4 +92,6 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
             paths["contamination"] = path
     paths["html"] = out_dir / FILES["html"]
     atomic_write_bytes(paths["html"], html.to_html(tables.rendered(df), failed, paths, replaced).encode())
+    if out_dir == runs_dir and figures:
+        write_json(out_dir / STAMP, {"inputs": inputs, "files": sorted(str(p.relative_to(out_dir)) for p in paths.values())})
     return paths

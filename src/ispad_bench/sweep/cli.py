@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 
 from ispad_bench import paper
-from ispad_bench.cli import comma_list, non_negative_int, positive_float
+from ispad_bench.cli import comma_list, non_negative_int, positive_float, positive_int
+from ispad_bench.models.keep import KEEP_CHOICES
 from ispad_bench.sweep.grid import method_configs, select_methods
 from ispad_bench.sweep.profile import default_configs_dir, load_profile
 
@@ -37,7 +38,10 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--profile", default="paper", help="settings profile in configs/profiles/ (paper, official, paper-text, smoke)")
     sweep.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
     sweep.add_argument("--dry-run", action="store_true", help="print the grid with each job's status and exit")
-    sweep.add_argument("--devices", type=comma_list, help="GPU ids, one job per GPU at a time, e.g. 0,1")
+    sweep.add_argument("--devices", type=comma_list, help="GPU ids, e.g. 0,1 (one job per GPU at a time; see --jobs-per-device)")
+    sweep.add_argument("--jobs-per-device", type=positive_int, default=1,
+                       help="with --devices: jobs sharing one GPU at a time; a job that runs out of memory "
+                       "while sharing is retried alone once")
     sweep.add_argument("--executor", choices=EXECUTORS, default="local")
     sweep.add_argument("--ray-address", help="Ray cluster address (default: start/join a local Ray)")
     sweep.add_argument("--gpus-per-job", type=float, default=None, help="Ray: GPUs per task (default 1 if any)")
@@ -51,6 +55,9 @@ def add_parser(subparsers) -> None:
                        help="image threshold protocol of every job's evaluator (default: the configs', oracle)")
     sweep.add_argument("--save-images", action="store_true",
                        help="keep Anomalib's per-image visualisations (off: one PNG per test image and job)")
+    sweep.add_argument("--keep", choices=KEEP_CHOICES, default="model",
+                       help="what a job keeps of its model: model = the tested weights without optimizer state or "
+                       "tensors the config rebuilds (model.ckpt, default); all = also Anomalib's checkpoints; none")
     sweep.add_argument("--override", action="append", metavar="METHOD:KEY=VALUE",
                        help="an override for one method, e.g. glass:model.init_args.lr=1e-4 (repeatable)")
     sweep.set_defaults(func=main_sweep, accepts_overrides=True,
@@ -98,13 +105,15 @@ def _configs_dir(path: Path | None) -> Path:
 def _make_executor(args):
     from ispad_bench.sweep.executors import DevicesExecutor, LocalExecutor, RayExecutor
 
+    if args.jobs_per_device > 1 and (args.executor == "ray" or not args.devices):
+        raise RuntimeError("--jobs-per-device needs --devices (with --executor ray, --gpus-per-job 0.5 packs two)")
     if args.executor == "ray":
         gpus = args.gpus_per_job
         if gpus is None:
             gpus = 1.0 if args.devices or _has_cuda() else 0.0
         return RayExecutor(args.ray_address, num_gpus=gpus, num_cpus=args.cpus_per_job, timeout=args.job_timeout)
     if args.devices:
-        return DevicesExecutor(args.devices, timeout=args.job_timeout)
+        return DevicesExecutor(args.devices, timeout=args.job_timeout, jobs_per_device=args.jobs_per_device)
     return LocalExecutor(timeout=args.job_timeout)
 
 
@@ -130,96 +139,29 @@ def _status_table(jobs, out_dir: Path):
     return table
 
 
-def unwritable(out_dir: Path) -> str | None:
-    """Why the sweep cannot write into ``out_dir`` (a file, read-only, no permission, full), or ``None``."""
-    import tempfile
+def _announce(console, total: int):
+    """``on_parse`` of :func:`resolve_all`: one line before the first job config that must be parsed."""
+    said = []
 
-    if out_dir.exists() and not out_dir.is_dir():
-        return "is a file, not a folder"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-check-"):
-            pass
-    except OSError as err:
-        return f"is not writable ({err.strerror or err})"
-    return None
+    def on_parse(job) -> None:
+        if not said:
+            console.print(f"resolving job configs (of {total}) ...")
+            said.append(True)
 
-
-def check_data_roots(jobs, console, dry_run: bool = False) -> bool:
-    """Every job's data root exists and its test split holds defects (else one line per root or test folder,
-    once, not a failure per job ~40 s in, or after training); under --dry-run the lines are warnings."""
-    roots: dict[str, set[str]] = {}  # data root -> methods
-    modalities: set[tuple[str, str]] = set()  # (existing data root, modality): each test folder looked at once
-    for job in jobs:
-        root = (((job.config or {}).get("data") or {}).get("init_args") or {}).get("root")
-        if root is None:
-            continue
-        if Path(str(root)).is_dir():
-            modalities.add((str(root), job.modality))
-        else:
-            roots.setdefault(str(root), set()).add(job.method)
-    colour = "yellow" if dry_run else "red"
-    for root, methods in roots.items():
-        console.print(f"[{colour}]sweep: data root {root} ({', '.join(sorted(methods))}) is not a folder: "
-                      "pass --data-root, or make one with `ispad-bench data synth|download`[/]", soft_wrap=True)
-    no_defects = sorted({str(t) for root, mod in modalities if (t := _test_without_defects(root, mod)) is not None})
-    for test in no_defects:  # every job would fit, then stop at its test
-        console.print(f"[{colour}]sweep: {test} holds no defect folder with images: every job's test needs them "
-                      "(`ispad-bench data check` lists what is there)[/]", soft_wrap=True)
-    return dry_run or not (roots or no_defects)
-
-
-def _test_without_defects(root: str, modality: str) -> Path | None:
-    """The modality's test folder when it exists but holds no defect images (``None`` otherwise, or if unknown)."""
-    from ispad_bench.data.layout import GOOD_DIR, TEST_DIR, list_images, modality_dir
-
-    try:
-        test = modality_dir(root, modality) / TEST_DIR
-        if not test.is_dir():
-            return None
-        return None if any(p.is_dir() and p.name != GOOD_DIR and list_images(p) for p in test.iterdir()) else test
-    except (OSError, ValueError):
-        return None
-
-
-def check_arguments(jobs, console) -> bool:
-    """The sweep's first pre-flight (also under --dry-run): True when every job's model and data accept their
-    init args; else one line per job with the reason ``anomalib train`` would print, before any job starts."""
-    from ispad_bench.sweep.catalog import job_argument_errors
-
-    errors = job_argument_errors(jobs)
-    for label, reason in errors.items():
-        console.print(f"[red]sweep: {label}: {reason}[/]", soft_wrap=True)
-    if errors:
-        console.print(f"[red]sweep: {len(errors)} job(s) have arguments their model or data refuse; nothing ran[/]")
-    return not errors
-
-
-def check_weights(jobs, console) -> bool:
-    """The sweep's pre-flight: True when every job's weight files are present (else says what to fetch)."""
-    from ispad_bench.sweep.catalog import missing_job_weights
-
-    missing = missing_job_weights(jobs)
-    if not missing:
-        return True
-    methods = sorted({label.split(" ")[0] for label in missing})
-    console.print(f"[red]sweep: {len(missing)} job(s) need weight files that are not present:[/]")
-    for f in sorted({f.describe() for files in missing.values() for f in files}):
-        console.print(f"  missing: {f}")
-    console.print(f"fetch them once with `ispad-bench weights fetch --methods {','.join(methods)}` (online), "
-                  "set `pre_trained: false`, or pass --skip-weights-check")
-    return False
+    return on_parse
 
 
 def main_sweep(args) -> int:
     from rich.console import Console
 
-    from ispad_bench.report.write import FIGURES, no_success_message, write_report
+    from ispad_bench.report.write import FIGURES, FILES, no_success_message, report_is_current, write_report
     from ispad_bench.sweep import grid
     from ispad_bench.sweep.lock import SweepLock, SweepLocked
     from ispad_bench.sweep.overrides import for_sweep as fit_overrides
     from ispad_bench.sweep.resolve import resolve
-    from ispad_bench.sweep.runner import run_jobs
+    from ispad_bench.sweep.preflight import check_arguments, check_data_roots, check_weights, unwritable
+    from ispad_bench.sweep.resolved import resolve_all
+    from ispad_bench.sweep.runner import job_status, run_jobs
 
     console = Console(stderr=True)
     if not args.all and not args.methods:
@@ -244,23 +186,26 @@ def main_sweep(args) -> int:
         if missing:
             console.print(f"[yellow]no configs yet for {', '.join(missing)} in {configs}: not in this sweep[/]")
     out_dir = (args.out or Path("results/runs") / args.profile).resolve()
-    console.print(f"resolving {len(jobs)} job configs ...")
-    resolved = []
-    for job in jobs:
-        try:
-            resolved.append(resolve(job))
-        except (Exception, SystemExit) as err:  # noqa: BLE001 (jsonargparse exits on a bad config; its message is printed)
-            why = "" if isinstance(err, SystemExit) else f": {err}"  # not SystemExit's bare exit code (': 2')
-            console.print(f"[red]sweep: bad config for {job.label()} ({job.config_file}){why}[/]")
-            return 2
-    arguments_ok = check_arguments(resolved, console)  # every pre-flight speaks before the sweep refuses
-    roots_ok = check_data_roots(resolved, console, args.dry_run)
+    try:
+        resolved, parsed = resolve_all(jobs, out_dir, resolve, on_parse=_announce(console, len(jobs)))
+    except (Exception, SystemExit) as err:  # noqa: BLE001 (jsonargparse exits on a bad config; its message is printed)
+        job = getattr(err, "job", None)
+        why = "" if isinstance(err, SystemExit) else f": {err}"  # not SystemExit's bare exit code (': 2')
+        where = f" for {job.label()} ({job.config_file})" if job is not None else ""
+        console.print(f"[red]sweep: bad config{where}{why}[/]")
+        return 2
+    if len(jobs) - parsed:
+        console.print(f"{len(jobs) - parsed} job configs unchanged since the last run (not parsed again)")
+    # the pre-flights look at the jobs that will run: a finished job needs neither its weights nor its data again
+    todo = resolved if args.dry_run else [j for j in resolved if job_status(out_dir, j) != "done"]
+    arguments_ok = check_arguments(todo, console)  # every pre-flight speaks before the sweep refuses
+    roots_ok = check_data_roots(todo, console, args.dry_run)
     if not arguments_ok:
         return 2
     if args.dry_run:
         Console().print(_status_table(resolved, out_dir))
         return 0
-    weights_ok = args.skip_weights_check or check_weights(resolved, console)
+    weights_ok = args.skip_weights_check or not todo or check_weights(todo, console)
     if not (roots_ok and weights_ok):
         return 2
     try:
@@ -280,7 +225,7 @@ def main_sweep(args) -> int:
         console.print(f"[yellow]sweep: {lock.note}[/]", highlight=False, soft_wrap=True)
     try:
         summary = run_jobs(resolved, out_dir, executor, profile=args.profile, maps_per_group=args.maps_per_group,
-                           console=console, save_images=args.save_images)
+                           console=console, save_images=args.save_images, keep=args.keep)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -296,7 +241,9 @@ def main_sweep(args) -> int:
     )
     for folder in summary.failed:
         console.print(f"  [red]failed[/]: {folder}/record.json")
-    if not args.no_report and (message := no_success_message(out_dir)):
+    if not args.no_report and report_is_current(out_dir):
+        console.print(f"report: {out_dir / FILES['md']} is current (no record changed since it was written)")
+    elif not args.no_report and (message := no_success_message(out_dir)):
         console.print(f"[red]report: {message}[/]", highlight=False, soft_wrap=True)
     elif not args.no_report:
         paths = write_report(out_dir)

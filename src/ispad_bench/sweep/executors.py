@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -40,6 +39,7 @@ class Outcome:
     returncode: int | None  # None: killed by the timeout
     record_text: str | None = None  # returned by remote executors, written by the runner
     device: str | None = None
+    packed: float = 1  # jobs that shared the device with it at most (1: alone); a packed OOM is retried alone
 
 
 def _bind_to_parent(parent_pid: int) -> Callable[[], None]:
@@ -237,44 +237,99 @@ class LocalExecutor:
 
 
 class DevicesExecutor:
-    """One job per listed GPU at a time, each job pinned with ``CUDA_VISIBLE_DEVICES``."""
+    """Up to ``jobs_per_device`` jobs on each listed GPU at a time, each pinned with ``CUDA_VISIBLE_DEVICES``.
+
+    Packing several jobs on one GPU can run it out of memory; such an attempt comes back from
+    ``on_done`` as a retry (the runner decides), which then runs *alone*: the device it is given takes
+    no new jobs until it has drained, runs the retry by itself, then fills again. Nothing is lost and
+    no device ever holds more than ``jobs_per_device`` jobs.
+    """
 
     name = "devices"
 
-    def __init__(self, devices: Sequence[str], timeout: float | None = None) -> None:
+    def __init__(
+        self, devices: Sequence[str], timeout: float | None = None, jobs_per_device: int = 1, launch_fn=None
+    ) -> None:
         if not devices:
             raise ValueError("DevicesExecutor needs at least one device id")
-        self.devices = list(devices)
+        if jobs_per_device < 1:
+            raise ValueError(f"jobs_per_device must be >= 1, got {jobs_per_device}")
+        self.devices = list(dict.fromkeys(devices))
         self.timeout = timeout
+        self.jobs_per_device = jobs_per_device
+        self.launch = launch_fn or launch  # tests pass a fake to check the assignment on CPU
 
     @property
     def parallelism(self) -> int:
-        return len(self.devices)
+        return len(self.devices) * self.jobs_per_device
 
     def run(self, attempts: Sequence[Attempt], on_start, on_done) -> None:
-        todo: queue.Queue[Attempt] = queue.Queue()
-        for attempt in attempts:
-            todo.put(attempt)
-        lock = threading.Lock()
+        queued = list(attempts)  # FIFO
+        alone: list[Attempt] = []  # retries waiting for a device of their own
+        running = {d: set() for d in self.devices}  # device -> indices of the attempts on it
+        peak: dict[int, int] = {}  # attempt index -> most jobs on its device while it ran
+        reserved: dict[str, Attempt] = {}  # device -> the retry it drains for
+        cond = threading.Condition()
         errors: list[BaseException] = []
 
-        def worker(device: str) -> None:
-            while not errors:
-                try:
-                    attempt = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    with lock:
+        def pick() -> tuple[Attempt, str, bool] | None:
+            for attempt in list(alone):  # a retry reserves the least busy free device, then waits for it
+                if attempt not in reserved.values():
+                    free = [d for d in self.devices if d not in reserved]
+                    if free:
+                        reserved[min(free, key=lambda d: len(running[d]))] = attempt
+            for device, attempt in list(reserved.items()):
+                if not running[device]:
+                    alone.remove(attempt)
+                    return attempt, device, True
+            if queued:
+                open_ = [d for d in self.devices if d not in reserved and len(running[d]) < self.jobs_per_device]
+                if open_:
+                    return queued.pop(0), min(open_, key=lambda d: len(running[d])), False
+            return None
+
+        def worker() -> None:
+            while True:
+                with cond:
+                    while True:
+                        if errors:
+                            return
+                        got = pick()
+                        if got is not None:
+                            break
+                        if not queued and not alone and not any(running.values()):
+                            cond.notify_all()
+                            return
+                        cond.wait()
+                    attempt, device, exclusive = got
+                    running[device].add(attempt.index)
+                    for i in running[device]:
+                        peak[i] = max(peak.get(i, 0), len(running[device]))
+                    try:
                         on_start(attempt, device)
-                    rc = launch(attempt.spec_path, attempt.log_path, {"CUDA_VISIBLE_DEVICES": device}, self.timeout)
-                    with lock:
-                        on_done(attempt, Outcome(rc, device=device))
+                    except BaseException as err:  # noqa: BLE001 (re-raised in the main thread)
+                        errors.append(err)
+                        cond.notify_all()
+                        return
+                retry = None
+                try:
+                    rc = self.launch(attempt.spec_path, attempt.log_path, {"CUDA_VISIBLE_DEVICES": device}, self.timeout)
+                    with cond:
+                        running[device].discard(attempt.index)
+                        if exclusive:
+                            reserved.pop(device, None)
+                        retry = on_done(attempt, Outcome(rc, device=device, packed=peak.pop(attempt.index, 1)))
+                        if retry is not None:
+                            alone.append(retry)
+                        cond.notify_all()
                 except BaseException as err:  # noqa: BLE001 (re-raised in the main thread)
-                    errors.append(err)
+                    with cond:
+                        running[device].discard(attempt.index)
+                        errors.append(err)
+                        cond.notify_all()
                     return
 
-        threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in self.devices]
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(self.parallelism)]
         for t in threads:
             t.start()
         for t in threads:
@@ -336,11 +391,16 @@ class RayExecutor:
             # the package is importable on the workers: same venv locally; on a cluster, install it there
             ray.init(**kwargs, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus, max_retries=0)(_ray_task)
+        # fractional GPUs share a device: an OOM there is retried as a task that asks for a whole GPU
+        packed = 1 / self.num_gpus if 0 < self.num_gpus < 1 else 1
         pending = {}
-        for attempt in attempts:
+
+        def submit(attempt: Attempt, task) -> None:
             on_start(attempt, "ray")
-            ref = remote.remote(attempt.spec, json.dumps(attempt.spec), self.timeout)
-            pending[ref] = attempt
+            pending[task.remote(attempt.spec, json.dumps(attempt.spec), self.timeout)] = attempt
+
+        for attempt in attempts:
+            submit(attempt, remote)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -350,4 +410,6 @@ class RayExecutor:
                 except Exception as err:  # noqa: BLE001 (worker died: the runner writes a failure record)
                     on_done(attempt, Outcome(-1, device=f"ray: {type(err).__name__}: {err}"))
                     continue
-                on_done(attempt, Outcome(rc, record_text, device=f"ray:{node}"))
+                retry = on_done(attempt, Outcome(rc, record_text, device=f"ray:{node}", packed=packed))
+                if retry is not None:
+                    submit(retry, remote.options(num_gpus=1))

@@ -23,6 +23,7 @@ from typing import Any
 
 from ispad_bench.errors import one_line
 from ispad_bench.files import read_json, utc_now, write_json, write_npz
+from ispad_bench.models import keep
 from ispad_bench.sweep import records
 
 
@@ -77,6 +78,7 @@ def execute(spec: dict, state: dict) -> dict:
     parser = resolve.train_parser()
     init = parser.instantiate_classes(update_config(cfg))
     model, datamodule = init.model, init.data
+    built = keep.digests(model.state_dict())  # what the config and seed rebuild: the kept model leaves it out
     if not spec.get("save_images", False) and hasattr(model, "visualizer"):
         model.visualizer = None  # the sweep keeps its own maps (predictions.npz); --save-images keeps Anomalib's
     trainer_kwargs = _to_dict(init.trainer)
@@ -99,6 +101,7 @@ def execute(spec: dict, state: dict) -> dict:
         ckpt = checkpoint.best_model_path  # a config that monitors a metric keeps its best model
     results = engine.test(model, datamodule=datamodule, ckpt_path=ckpt)
     test_cpu_s = time.process_time() - c0
+    kept = keep_model(engine.trainer, job_dir, built, spec.get("keep", "model"))  # the tested weights are in `model` now
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     exact = getattr(getattr(model, "evaluator", None), "results", None)
     if exact:  # ISPADEvaluator: the same numbers it logged, before Lightning's float32 logging
@@ -122,10 +125,40 @@ def execute(spec: dict, state: dict) -> dict:
         "real_defects": _real_defects(datamodule),
         "uncertainty": uncertainty,
         "contamination": getattr(datamodule, "contamination_record", None),
+        "kept": kept,
         "artifacts": {"predictions": records.PREDICTIONS, "log": records.LOG, "anomalib": records.ANOMALIB,
-                      **({"bootstrap": records.BOOTSTRAP} if uncertainty else {})},
+                      **({"bootstrap": records.BOOTSTRAP} if uncertainty else {}),
+                      **({"model": records.MODEL} if kept["file"] else {})},
         "data": describe_data(datamodule),  # root, file-list fingerprint, counts, ISP-AD or not (data/fingerprint.py)
     }
+
+
+def keep_model(trainer, job_dir: Path, built: dict[str, str], choice: str) -> dict:
+    """Write ``model.ckpt`` (``--keep model``/``all``: the tested model, :func:`ispad_bench.models.keep.slim`)
+    and remove Anomalib's own checkpoints unless ``all``; returns the record's ``kept`` entry (measured sizes)."""
+    import io
+
+    import torch
+
+    from ispad_bench.files import atomic_write_bytes
+
+    out: dict[str, Any] = {"keep": choice, "file": None, "bytes": 0}
+    if choice in ("model", "all"):
+        scratch = job_dir / f".{records.MODEL}.full"
+        trainer.save_checkpoint(scratch, weights_only=True)  # Lightning's format; the model now holds the tested weights
+        full = torch.load(scratch, map_location="cpu", weights_only=False)
+        scratch.unlink()
+        slim, stats = keep.slim(full, built)
+        buffer = io.BytesIO()
+        torch.save(slim, buffer)
+        atomic_write_bytes(job_dir / records.MODEL, buffer.getvalue())
+        out.update(file=records.MODEL, bytes=len(buffer.getvalue()), **stats)
+    if choice != "all":
+        removed = [p for p in (job_dir / records.ANOMALIB).rglob("*.ckpt") if p.is_file()]
+        out["removed_bytes"] = sum(p.stat().st_size for p in removed)
+        for p in removed:
+            p.unlink()
+    return out
 
 
 def save_bootstrap(job_dir: Path, boot) -> dict | None:
@@ -229,6 +262,8 @@ def run(spec_path: Path) -> int:
     shutil.rmtree(job_dir / records.ANOMALIB, ignore_errors=True)
     base = {k: spec[k] for k in ("key", "method", "modality", "seed", "row", "profile", "config_file", "args")}
     base.update(schema=records.SCHEMA, attempt=spec.get("attempt", 1), attempt_id=spec["attempt_id"], pid=os.getpid())
+    if spec.get("retry_of"):  # a packed attempt ran out of memory; this one runs alone (executors.py)
+        base["retry_of"] = spec["retry_of"]
     base.update(started=utc_now(), versions=versions(), git=git_revision())
     state = {"phase": "start"}
     t0 = time.perf_counter()

@@ -78,6 +78,7 @@ def run_jobs(
     maps_per_group: int = 2,
     console: Console | None = None,
     save_images: bool = False,
+    keep: str = "model",
 ) -> SweepSummary:
     """Run every unfinished job of ``jobs`` (resolved) with ``executor``; never raises for a job failure."""
     console = console or Console(stderr=True)
@@ -111,6 +112,7 @@ def run_jobs(
             "job_dir": str(job_dir),
             "maps_per_group": maps_per_group,
             "save_images": save_images,  # Anomalib's per-image visualisations (off by default)
+            "keep": keep,  # what stays of the trained model (models/keep.py); not part of the job key
             "attempt": number,
             "attempt_id": uuid.uuid4().hex,
         }
@@ -142,11 +144,18 @@ def run_jobs(
             f"  ETA {_fmt(eta(len(durations)))}"
         )
 
-    def on_done(attempt: Attempt, outcome: Outcome) -> None:
+    def on_done(attempt: Attempt, outcome: Outcome) -> Attempt | None:
         took = time.perf_counter() - started.get(attempt.index, t0)
-        durations.append(took)
         record = _finalize(attempt, outcome)
         status = record.get("status")
+        retry = retry_alone(attempt, record, outcome)
+        if retry is not None:
+            console.print(
+                f"[{attempt.index}/{n}] [yellow]oom[/] sharing {outcome.device} with {outcome.packed - 1:g} other job(s): "
+                f"{attempt.label} runs again alone"
+            )
+            return retry
+        durations.append(took)
         if status == "ok":
             summary.ok += 1
             m = record.get("metrics", {})
@@ -162,10 +171,31 @@ def run_jobs(
         )
         if status != "ok" and NO_SPACE in str((record.get("error") or {}).get("message", "")):
             raise OSError(errno.ENOSPC, NO_SPACE, attempt.spec["job_dir"])  # every next job would fail the same way
+        return None
 
     executor.run(attempts, on_start, on_done)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def retry_alone(attempt: Attempt, record: dict, outcome: Outcome) -> Attempt | None:
+    """The one retry of an attempt that ran out of memory while sharing its device, or ``None``.
+
+    The retry is a new attempt (number + 1) whose spec, and so its record, says what it retries
+    (``retry_of``); an attempt that ran alone, or was itself a retry, stays failed.
+    """
+    error = record.get("error") or {}
+    if record.get("status") == "ok" or error.get("kind") != "oom" or outcome.packed <= 1 or attempt.spec.get("retry_of"):
+        return None
+    spec = {
+        **attempt.spec,
+        "attempt": attempt.spec["attempt"] + 1,
+        "attempt_id": uuid.uuid4().hex,
+        "retry_of": {"attempt": attempt.spec["attempt"], "kind": "oom", "device": outcome.device,
+                     "packed": outcome.packed, "message": str(error.get("message", ""))[:500]},
+    }
+    write_json(attempt.spec_path, spec)
+    return Attempt(attempt.index, spec, attempt.spec_path, attempt.log_path, attempt.label)
 
 
 def _record_interrupted(job_dir: Path, key: str) -> dict | None:
@@ -225,5 +255,7 @@ def _finalize(attempt: Attempt, outcome: Outcome) -> dict:
                   "traceback": _log_tail(attempt.log_path)},
         "finished": utc_now(),
     }
+    if attempt.spec.get("retry_of"):
+        record["retry_of"] = attempt.spec["retry_of"]
     write_json(record_path, record)
     return record
