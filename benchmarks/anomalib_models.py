@@ -1,7 +1,7 @@
 """Every runnable Anomalib image model end to end on a generated ISP-AD set, at tiny sizes.
 
 Each model runs as a sweep job (own process: fit + test through the harness's evaluator) with the
-smoke profile's trainer settings (one epoch, 2 training batches, CPU) and :func:`ispad_bench.testing.tiny`
+smoke profile's trainer settings (one epoch, 2 training batches, CPU) and :func:`ispad_bench.sweep.tiny.tiny`
 (random weights, 64 px, batches of 4). Reports per model: status (ok / failed with the error),
 seconds per training step (fit wall time / steps: includes the setup and, for trained models, one
 validation pass, so an upper bound) and test images per second (the model's forward + post-processing).

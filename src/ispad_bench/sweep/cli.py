@@ -155,7 +155,7 @@ def main_sweep(args) -> int:
     from rich.console import Console
 
     from ispad_bench.report.write import FIGURES, FILES, no_success_message, report_is_current, write_report
-    from ispad_bench.sweep import grid
+    from ispad_bench.sweep import grid, tiny
     from ispad_bench.sweep.lock import SweepLock, SweepLocked
     from ispad_bench.sweep.overrides import for_sweep as fit_overrides
     from ispad_bench.sweep.resolve import resolve
@@ -172,6 +172,9 @@ def main_sweep(args) -> int:
     try:
         profile = load_profile(args.profile, configs)
         selection = grid.select(configs, profile, args.methods, args.modalities)  # once: overrides and grid share it
+        profile, methods = tiny.for_others(profile, selection.methods)
+        if methods != selection.methods:  # random-weights classes stand in for some (generated configs)
+            selection = grid.select(configs, profile, list(methods), args.modalities)
         plan = fit_overrides(configs, None, None, list(getattr(args, "overrides", []) or []),
                              getattr(args, "override", None), profile, selection=selection)
         jobs = grid.expand(configs, profile, seeds=args.seeds, rows=args.rows, data_root=args.data_root,

@@ -92,6 +92,7 @@ class Profile:
     include: tuple[str, ...] = ()  # methods ``--all`` adds to configs/ (Anomalib names, class paths, "anomalib")
     grid: dict[str, list] = field(default_factory=dict)  # override -> values: one job per combination
     skip_supervised: bool = False  # e.g. the contamination study: unsupervised methods only
+    tiny_for_others: bool = False  # methods without an entry get sweep/tiny.py's settings (smoke)
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the ``grid`` values (one empty point without a grid)."""
@@ -128,7 +129,8 @@ def default_configs_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "configs"
 
 
-_PROFILE_KEYS = {"seeds", "overrides", "methods", "supervised_rows", "description", "include", "grid", "skip_supervised"}
+_PROFILE_KEYS = {"seeds", "overrides", "methods", "supervised_rows", "description", "include", "grid", "skip_supervised",
+                 "tiny_for_others"}
 
 
 def load_profile(name: str, configs_dir: Path) -> Profile:
@@ -156,4 +158,5 @@ def load_profile(name: str, configs_dir: Path) -> Profile:
         include=tuple(str(m) for m in data.get("include") or ()),
         grid={k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (data.get("grid") or {}).items()},
         skip_supervised=bool(data.get("skip_supervised", False)),
+        tiny_for_others=bool(data.get("tiny_for_others", False)),
     )
