@@ -46,3 +46,31 @@ def test_inputs_key_follows_config_args_and_refuses_own_classes(tmp_path):
     assert inputs_key(job) != first
     cfg.write_text("model:\n  class_path: my_pkg.models.MyModel\n")
     assert inputs_key(job) is None  # a user's own code is not hashed: always parsed
+
+
+@pytest.mark.slow
+def test_kept_model_retests_to_the_record_metrics(tiny_root, tmp_path):
+    """`anomalib test --config <job>/config.yaml --ckpt_path <job>/model.ckpt` gives the record's metrics:
+    GLASS (frozen random WRN-50 rebuilt from the seed, not stored) and PaDiM (memory bank kept)."""
+    import json
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ispad_bench.cli import main
+
+    out = tmp_path / "runs"
+    assert main(["sweep", "--methods", "glass,padim", "--modalities", "ASM", "--profile", "smoke",
+                 "--data-root", str(tiny_root), "--out", str(out), "--no-report"]) == 0
+    anomalib = Path(sys.executable).with_name("anomalib")
+    for record_path in sorted(out.glob("*/asm/*/record.json")):
+        record, job_dir = json.loads(record_path.read_text()), record_path.parent
+        assert record["kept"]["tensors_rebuilt"] > 0 and not list((job_dir / "anomalib").rglob("*.ckpt"))
+        run = subprocess.run([str(anomalib), "test", "--config", str(job_dir / "config.yaml"),
+                              "--ckpt_path", str(job_dir / "model.ckpt")], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        for metric in ("image_AUROC", "MCC"):
+            found = re.search(rf"│\s*{metric}\s*│\s*(\S+)\s*│", run.stdout)
+            assert found, run.stdout[-2000:]
+            assert float(found.group(1)) == pytest.approx(record["metrics"][metric], abs=1e-6), (record["method"], metric)

@@ -99,6 +99,10 @@ def test_failure_record_then_resume_reruns_only_the_failed_job(tiny_root, tmp_pa
     assert lo <= m["MCC"] <= hi and ok["uncertainty"]["n"] == 1000 and "MCC_crossfit" in m
     with np.load(ok["_path"].parent / ok["artifacts"]["bootstrap"]) as b:
         assert b["MCC"].shape == (1000,) and b["AUPRO"].dtype == np.float32
+    kept, job_dir = ok["kept"], ok["_path"].parent  # --keep model (default): the tested weights, nothing more
+    assert kept["keep"] == "model" and (job_dir / records.MODEL).stat().st_size == kept["bytes"]
+    assert kept["tensors_rebuilt"] > 0 and kept["bytes"] < kept["kept_tensor_bytes"] + 100_000
+    assert not list(job_dir.rglob("*.ckpt"))[1:] and kept["removed_bytes"] > kept["bytes"]
     finished = ok["_path"].stat().st_mtime_ns
 
     shutil.copytree(tiny_root / "ASM", data / "ASM")  # fix the cause; same command resumes
