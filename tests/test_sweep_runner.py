@@ -89,6 +89,9 @@ def test_failure_record_then_resume_reruns_only_the_failed_job(tiny_root, tmp_pa
     assert ok["checks"]["image_auroc_matches"] and ok["checks"]["mcc_matches"]
     assert ok["seed"] == 0 and ok["config"]["data"]["init_args"]["modality"] == "LSM-1"
     assert ok["timing"]["train_s"] > 0 and ok["timing"]["test_images"] == 6 and ok["timing"]["test_images_per_s"] > 0
+    fit = ok["timing"]  # the fit as it ran: its batches, their step and loader-wait time
+    assert fit["fit_batches"] >= 1 and fit["fit_step_s"] > 0 and 0 < fit["fit_data_wait_share"] < 1
+    assert fit["peak_gpu_bytes"] is None
     assert ok["versions"]["anomalib"].startswith("2.7") and ok["versions"]["torch"]
     assert "commit" in ok["git"] and ok["device"]["type"] == "cpu"
     with np.load(ok["_path"].parent / records.PREDICTIONS) as p:

@@ -1,4 +1,4 @@
-"""Lightning callbacks a sweep job adds to the Engine: loss guard, test timing, prediction capture."""
+"""Lightning callbacks a sweep job adds to the Engine: loss guard, fit and test timing, prediction capture."""
 
 from __future__ import annotations
 
@@ -21,6 +21,48 @@ class FiniteLossGuard(Callback):
             raise FloatingPointError(msg + f"step {trainer.global_step}")
 
 
+def synchronize(pl_module) -> None:
+    """Wait for the module's GPU work, so that a wall-clock reading includes it."""
+    if pl_module.device.type == "cuda":
+        torch.cuda.synchronize(pl_module.device)
+
+
+class FitTimer(Callback):
+    """Training steps as they ran: their count, their time (GPU synchronised) and the time spent between
+    steps waiting for the next batch (the loader's share; validation is not counted), and peak GPU memory."""
+
+    def __init__(self) -> None:
+        self.steps, self.step_seconds, self.wait_seconds = 0, 0.0, 0.0
+        self._t_ready: float | None = None
+        self._t_step = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t_ready = time.perf_counter()  # the first batch's wait includes the loader's start
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._t_ready is not None:
+            self.wait_seconds += now - self._t_ready
+        self._t_step = now
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        synchronize(pl_module)
+        now = time.perf_counter()
+        self.steps += 1
+        self.step_seconds += now - self._t_step
+        self._t_ready = now
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._t_ready = None  # what follows (validation, checkpointing) is not waiting for data
+
+    def summary(self) -> dict[str, float | int | None]:
+        busy = self.step_seconds + self.wait_seconds
+        peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        return {"fit_batches": self.steps, "fit_step_s": self.step_seconds / self.steps if self.steps else None,
+                "fit_data_wait_s": self.wait_seconds, "fit_data_wait_share": self.wait_seconds / busy if busy else None,
+                "peak_gpu_bytes": peak}
+
+
 class TestTimer(Callback):
     """Test throughput: per-batch model time (start->end of each batch, GPU synchronised) and loop time."""
 
@@ -30,21 +72,16 @@ class TestTimer(Callback):
         self.loop_seconds = 0.0
         self._t_batch = self._t_loop = 0.0
 
-    @staticmethod
-    def _sync(pl_module) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-
     def on_test_start(self, trainer, pl_module) -> None:
         self.images, self.batch_seconds = 0, 0.0
         self._t_loop = time.perf_counter()
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        self._sync(pl_module)
+        synchronize(pl_module)
         self._t_batch = time.perf_counter()
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._sync(pl_module)
+        synchronize(pl_module)
         self.batch_seconds += time.perf_counter() - self._t_batch
         self.images += len(batch.image)
 

@@ -64,7 +64,7 @@ def execute(spec: dict, state: dict) -> dict:
 
     from ispad_bench.data.fingerprint import describe as describe_data
     from ispad_bench.sweep import resolve
-    from ispad_bench.sweep.callbacks import FiniteLossGuard, PredictionCollector, TestTimer
+    from ispad_bench.sweep.callbacks import FiniteLossGuard, FitTimer, PredictionCollector, TestTimer
     from ispad_bench.sweep.procedure import EpochTracker, describe
     from ispad_bench.sweep.profile import Row
 
@@ -86,7 +86,8 @@ def execute(spec: dict, state: dict) -> dict:
     if not isinstance(user_callbacks, list):
         user_callbacks = [user_callbacks]
     timer, collector, tracker = TestTimer(), PredictionCollector(spec.get("maps_per_group", 2)), EpochTracker()
-    engine = Engine(callbacks=[*user_callbacks, FiniteLossGuard(), timer, collector, tracker], **trainer_kwargs)
+    fit_timer = FitTimer()
+    engine = Engine(callbacks=[*user_callbacks, FiniteLossGuard(), fit_timer, timer, collector, tracker], **trainer_kwargs)
 
     state["phase"] = "fit"
     t0, c0 = time.perf_counter(), time.process_time()  # CPU seconds: this process, all its threads
@@ -119,7 +120,8 @@ def execute(spec: dict, state: dict) -> dict:
         "config": config,
         "metrics": metrics,
         "checks": _checks(metrics, arrays),
-        "timing": {"train_s": train_s, "train_cpu_s": train_cpu_s, "test_cpu_s": test_cpu_s, **timer.summary()},
+        "timing": {"train_s": train_s, "train_cpu_s": train_cpu_s, "test_cpu_s": test_cpu_s, **timer.summary(),
+                   **fit_timer.summary()},
         "tested_checkpoint": ckpt,
         "procedure": describe(spec, config, model, tracker, ckpt),  # reading, selection, tested epoch, epochs
         "real_defects": _real_defects(datamodule),
