@@ -129,7 +129,8 @@ def test_weights_cli_and_sweep_preflight(server, caches, monkeypatch, capsys):
     monkeypatch.setenv("HF_ENDPOINT", server)
     assert main(["weights", "check", "--methods", "padim"]) == 1
     assert "missing  timm timm/resnet18.a1_in1k:model.safetensors" in capsys.readouterr().out
-    assert main(["sweep", "--methods", "padim", "--profile", "smoke", "--modalities", "LSM-1", "--seeds", "0",
+    # (the smoke profile would give padim random weights: sweep/tiny.py; the paper profile asks for its weights)
+    assert main(["sweep", "--methods", "padim", "--profile", "paper", "--modalities", "LSM-1", "--seeds", "0",
                  "--out", str(caches / "runs")]) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert "ispad-bench weights fetch --methods padim" in err and not (caches / "runs").exists()
