@@ -301,8 +301,9 @@ def test_resume_after_sigkill_gives_the_same_bytes(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and len(list((tmp_path / "out").glob(".build-ASM-*/.journal/*.json"))) < 3:
         time.sleep(0.05)
+    journaled = len(list((tmp_path / "out").glob(".build-ASM-*/.journal/*.json")))
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL and 3 <= journaled < 10  # killed mid-extraction (10 acquisitions)
     assert not (tmp_path / "out" / "ASM").exists()  # nothing half-written in the dataset folder
     (resumed,) = build(tmp_path / "src", tmp_path / "out", params=BuildParams(stream_patches=256), verbose=False)
     (clean,) = build(tmp_path / "src", tmp_path / "clean", params=BuildParams(stream_patches=256), verbose=False)

@@ -41,3 +41,24 @@ def centred_crop(gray: np.ndarray, defect: Defect, size: int = REAL_DEFECT_SIZE)
     """The ``size`` x ``size`` crop whose centre pixel (``size // 2``) is the defect's centre pixel."""
     cy, cx = int(round(defect.y)), int(round(defect.x))
     return np.ascontiguousarray(reflect_crop(gray, cy - size // 2, cx - size // 2, size, size))
+
+
+REAL_IDS_FILE = "real_ids.json"
+
+
+def fraction_lists(pool_ids: dict[str, list[str]], real_seed: int = 0) -> dict[str, dict[str, list[str]]]:
+    """The real defects of every group and §5.2 fraction, as a ``real_ids_file`` (data/real_ids.py format).
+
+    The lists are exactly what ``ISPADSupervised``'s seeded shuffle picks for ``real_seed`` (its
+    ``select_real``), written out so a user can read, review or pin the selection, and so a profile's
+    ``real_ids_file`` can point at the data's own ids (``{modality_dir}/supervised/real_ids.json``).
+    """
+    from ispad_bench.data.supervised import FRACTIONS, REAL_GROUPS, select_real
+
+    out: dict[str, dict[str, list[str]]] = {}
+    for group in REAL_GROUPS:
+        if not (pool_ids.get(group) if group in GROUPS else any(pool_ids.values())):
+            continue
+        out[group] = {str(f): [f"{g}/{pool_ids[g][i]}" for g, i in select_real(pool_ids, group, f, real_seed)]
+                      for f in FRACTIONS if f}
+    return out
