@@ -309,3 +309,37 @@ def test_resume_after_sigkill_gives_the_same_bytes(tmp_path):
     (clean,) = build(tmp_path / "src", tmp_path / "clean", params=BuildParams(stream_patches=256), verbose=False)
     assert tree_hash(resumed.target) == tree_hash(clean.target)
     assert list((tmp_path / "out").glob(".build-*")) == []
+
+
+def test_stream_chunks_written_whole_read_back_as_made(tmp_path):
+    """write_stream deflates each chunk on its thread and hands HDF5 the finished chunk (a partial last one too)."""
+    from ispad_bench.data.build.stream import StreamSource, candidates, make_chunk, write_stream
+    from ispad_bench.data.modality import Modality
+    from ispad_bench.data.synth.generate import run_ordered
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 255, (300 + 256, 420 + 256), dtype=np.uint8)
+    defect = np.zeros((300, 420), bool)
+    defect[10:20, 10:20] = True
+    src = StreamSource("good/x.png", pixels, defect.astype(np.uint8) << 1 | 1, candidates(None, defect))
+    assert len(src.candidates) and all(not defect[y:y + 256, x:x + 256].any() for y, x in src.candidates)
+    write_stream(tmp_path / "s.h5", [src], 40, Modality.LSM2, 5, 0.875, lambda jobs: run_ordered(jobs, 2),
+                 lambda rows, k: None, chunk=16)
+    made = [make_chunk(c, k, [src], Modality.LSM2, 5, 0.875) for c, k in enumerate((16, 16, 8))]
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert np.array_equal(f["images"][()], np.concatenate([m[0] for m in made]))
+        assert np.array_equal(f["ground_truth"][()], np.concatenate([m[1] for m in made]))
+        assert np.array_equal(f["syn_stream"][()], np.concatenate([m[2] for m in made]))
+    assert [int(m[2].sum()) for m in made] == [8, 8, 4]
+
+
+def test_rgb_modality_keeps_rgb_patches_and_gray_supervision(tmp_path):
+    write_source(tmp_path / "src", modality="LSM-1", good=2, defective={"dot": 2}, size=(400, 300), per_image=1)
+    (r,) = build(tmp_path / "src", tmp_path / "out", params=BuildParams(stream_patches=8, unaugmented=2), verbose=False)
+    found = scan(tmp_path / "out")
+    assert found.errors == [] and not [w for w in found.warnings if "channel" in w]
+    modes = {Image.open(p).mode for p in (r.target / "train" / "good").glob("*.png")}
+    modes |= {Image.open(p).mode for p in (r.target / "unaugmented" / "good").glob("*.png")}
+    assert modes == {"RGB"}
+    assert {Image.open(p).mode for p in (r.target / "supervised" / "real_defects").rglob("*.png")} == {"L"}
+    assert discover_stream(r.target / "supervised" / "stream.h5").image_shape == (256, 256)

@@ -139,6 +139,17 @@ def _fmt(v) -> str:
     return str(int(v)) if isinstance(v, bool) else f"{v:.6g}"
 
 
+def deflate_chunk(array: np.ndarray, chunk: int) -> bytes:
+    """One HDF5 chunk as the deflate filter stores it (zlib format, level 1), zero-padded to ``chunk`` patches.
+
+    Compressing here, on the chunk's thread (zlib releases the GIL), and handing HDF5 the finished
+    chunk (``write_direct_chunk``) keeps compression off the single writing thread.
+    """
+    if len(array) < chunk:
+        array = np.concatenate([array, np.zeros((chunk - len(array), *array.shape[1:]), array.dtype)])
+    return zlib.compress(np.ascontiguousarray(array).tobytes(), COMPRESSION["compression_opts"])
+
+
 def write_stream(path: Path, sources: list[StreamSource], n: int, modality: Modality, seed: int, affine_p: float,
                  run_ordered: Callable, on_chunk: Callable[[list, int], None], roi_min: float = 0.5,
                  chunk: int = CHUNK) -> None:
@@ -153,7 +164,12 @@ def write_stream(path: Path, sources: list[StreamSource], n: int, modality: Moda
     shape = (n, PATCH_SIZE, PATCH_SIZE)
     starts = range(0, n, chunk)
     sizes = [min(chunk, n - s) for s in starts]
-    jobs = [(lambda c=c, k=k: make_chunk(c, k, sources, modality, seed, affine_p, roi_min)) for c, k in enumerate(sizes)]
+
+    def job(c: int, k: int):
+        images, masks, labels, rows = make_chunk(c, k, sources, modality, seed, affine_p, roi_min)
+        return deflate_chunk(images, chunk), deflate_chunk(masks, chunk), labels, rows
+
+    jobs = [(lambda c=c, k=k: job(c, k)) for c, k in enumerate(sizes)]
     with h5py.File(path, "w", libver="earliest", track_order=False) as f:
         images = f.create_dataset(IMAGES_NAME, shape, np.uint8, chunks=(chunk, PATCH_SIZE, PATCH_SIZE),
                                   track_times=False, **COMPRESSION)
@@ -161,8 +177,8 @@ def write_stream(path: Path, sources: list[StreamSource], n: int, modality: Moda
         masks = f.create_dataset(MASKS_NAME, shape, np.uint8, chunks=(chunk, PATCH_SIZE, PATCH_SIZE),
                                  track_times=False, **COMPRESSION)
         for start, (img, msk, lab, rows) in zip(starts, run_ordered(jobs)):
-            images[start:start + len(lab)] = img
-            masks[start:start + len(lab)] = msk
+            images.id.write_direct_chunk((start, 0, 0), img)
+            masks.id.write_direct_chunk((start, 0, 0), msk)
             labels[start:start + len(lab)] = lab
             on_chunk(rows, len(lab))
         f.attrs["builder"] = "ispad-bench data build"
