@@ -259,14 +259,22 @@ def test_no_defective_acquisitions_builds_the_unsupervised_part(tmp_path):
     assert r.counts["sup_real_area"] == r.counts["sup_real_points"] == 0
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    from ispad_bench.data.build.sources import read_modality
-    from ispad_bench.data.modality import Modality
+def test_cli_builds_and_prints_one_line_errors(tmp_path, capsys):
+    from ispad_bench.cli import main
 
-    write_source(tmp_path / "src", good=1, defective={"dot": 1}, size=(300, 280), per_image=1)
-    (tmp_path / "src" / "ASM" / "masks" / "dot" / "other_mask.png").write_bytes(b"")
-    with pytest.raises(SourceError, match="other_mask.png: no acquisition of that name"):
-        read_modality(tmp_path / "src" / "ASM", Modality.ASM)
+    write_source(tmp_path / "src", good=2, defective={"dot": 2}, size=(300, 280), per_image=1)
+    folder = tmp_path / "src" / "ASM"
+    argv = ["data", "build", "--source", str(folder), "--modality", "asm", "--out", str(tmp_path / "out"),
+            "--stream-patches", "0", "--reduced", "3", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "train_reduced" in out and "ispad-bench data check --root" in out and "real_ids.json" in out
+    assert len(list((tmp_path / "out" / "ASM" / "train_reduced" / "good").iterdir())) == 3
+    (folder / "masks" / "dot" / "other_mask.png").write_bytes(b"")
+    assert main([*argv[:-1], "--seed", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("other_mask.png: no acquisition of that name (masks: masks/<class>/<stem>_mask.png beside "
+                        "defective/<class>/<stem>.png; ROIs: roi/<stem>_roi.png)") and "\n" not in err
 
 
 def test_defects_on_own_patches(tmp_path):

@@ -63,12 +63,10 @@ def _build(args: argparse.Namespace) -> int:
     from ispad_bench.errors import InputError
 
     try:
-        params = BuildParams(
-            seed=args.seed, window=args.window, stride=args.stride, reduced=args.reduced, test_share=args.test_share,
-            roi_min=args.roi_min, label_radius=args.label_radius, area_px=args.area_px,
-            defect_groups=tuple(sorted(args.defect_groups.items())) if args.defect_groups else None,
-            stream_patches=args.stream_patches, unaugmented=args.unaugmented, small=args.small, workers=args.workers,
-        )
+        given = {k: getattr(args, k) for k in ("seed", "window", "stride", "reduced", "test_share", "roi_min", "label_radius",
+                                               "area_px", "stream_patches", "unaugmented", "small", "workers")}
+        params = BuildParams(**{k: v for k, v in given.items() if v is not None},  # None: BuildParams' default
+                             defect_groups=tuple(sorted(args.defect_groups.items())) if args.defect_groups else None)
         results = build(args.source, args.out, modality=args.modality, params=params, verbose=not args.quiet)
     except InputError as err:  # bad input: one line naming the file and the problem
         print(f"ispad-bench data build: error: {err}", file=sys.stderr)
@@ -125,37 +123,34 @@ def add_parser(subparsers) -> None:
     textures.add_argument("--url", default=None, help=argparse.SUPPRESS)
     textures.set_defaults(func=_textures)
 
-    from ispad_bench.data.build.params import STREAM_PATCHES, BuildParams
-
-    d = BuildParams()
+    # defaults live in data/build/params.py (BuildParams); None here means "its default"
     build = sub.add_parser("build", help="turn full acquisitions of your own line into an ISP-AD dataset (§3.2; docs/data.md)")
     build.add_argument("--source", type=Path, required=True,
                        help="folder with <modality>/good/, defective/<class>/, masks/, defects.csv, roi/ (docs/data.md)")
     build.add_argument("--out", type=Path, required=True, help="dataset root to write (<out>/<modality>/...)")
     build.add_argument("--modality", default=None, help="only this modality; required when --source is a modality folder")
-    build.add_argument("--seed", type=int, default=d.seed, help="every random choice (split, reduced, stream)")
+    build.add_argument("--seed", type=int, default=None, help="every random choice (split, reduced, stream; default 0)")
     build.add_argument("--defect-groups", type=parse_defect_groups, default=None,
                        help="defect class -> area|points, e.g. '{blowhole: points}' or a YAML file (default: the "
                             "built-in DEFECT_GROUPS, then the size rule --area-px)")
-    build.add_argument("--stream-patches", type=non_negative_int, default=STREAM_PATCHES,
-                       help=f"supervised stream size, half with synthetic defects (default {STREAM_PATCHES:,}; "
-                            "paper ~200,000; 0: none)")
-    build.add_argument("--unaugmented", type=non_negative_int, default=0,
+    build.add_argument("--stream-patches", type=non_negative_int, default=None,
+                       help="supervised stream size, half with synthetic defects (default 20,000; paper ~200,000; 0: none)")
+    build.add_argument("--unaugmented", type=non_negative_int, default=None,
                        help="also write this many un-augmented fault-free PNGs (§3.2.4)")
-    build.add_argument("--window", type=positive_int, default=d.window, help="window size (default 256, §3.2.2)")
-    build.add_argument("--stride", type=positive_int, default=d.stride, help="sliding-window stride (default 160, §3.2)")
-    build.add_argument("--reduced", type=positive_int, default=d.reduced, help="train_reduced size (default 500, §3.2.1)")
-    build.add_argument("--test-share", type=positive_float, default=d.test_share,
+    build.add_argument("--window", type=positive_int, default=None, help="window size (default 256, §3.2.2)")
+    build.add_argument("--stride", type=positive_int, default=None, help="sliding-window stride (default 160, §3.2)")
+    build.add_argument("--reduced", type=positive_int, default=None, help="train_reduced size (default 500, §3.2.1)")
+    build.add_argument("--test-share", type=positive_float, default=None,
                        help="share of acquisitions per class in the test split (default 0.5)")
-    build.add_argument("--roi-min", type=positive_float, default=d.roi_min,
+    build.add_argument("--roi-min", type=positive_float, default=None,
                        help="share of a window inside the ROI to keep it (default 0.5)")
-    build.add_argument("--label-radius", type=positive_int, default=d.label_radius,
+    build.add_argument("--label-radius", type=positive_int, default=None,
                        help="a weak label (defects.csv x, y) marks a disc of this radius as defect (default 16)")
-    build.add_argument("--area-px", type=positive_int, default=d.area_px,
+    build.add_argument("--area-px", type=positive_int, default=None,
                        help="size rule: a defect of at least this many pixels is 'area', else 'points' (default 1024)")
-    build.add_argument("--small", choices=("pad", "skip"), default=d.small,
+    build.add_argument("--small", choices=("pad", "skip"), default=None,
                        help="images smaller than a window: pad by reflection (default) or skip")
-    build.add_argument("--workers", type=positive_int, default=d.workers, help="writer threads (output does not depend on it)")
+    build.add_argument("--workers", type=positive_int, default=None, help="writer threads (output does not depend on it)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=_build)
 

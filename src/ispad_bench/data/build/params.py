@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ispad_bench.data.augment import AFFINE_P  # §3.2.3: affine on 80-95 % of the patches; 87.5 %
 from ispad_bench.data.build.crops import AREA_PX
 from ispad_bench.data.build.split import TEST_SHARE
 from ispad_bench.data.build.windows import LABEL_RADIUS, ROI_MIN, STRIDE
@@ -11,7 +12,6 @@ from ispad_bench.data.layout import GROUPS, REDUCED_MAX
 from ispad_bench.data.modality import PATCH_SIZE
 from ispad_bench.errors import BadArgument
 
-AFFINE_P = 0.875  # §3.2.3: affine transforms on "80 - 95 %" of the patches (data/augment.py uses the same midpoint)
 STREAM_PATCHES = 20_000  # default stream size; the paper's are ~100k + 100k (§3.2.1): pass --stream-patches 200000
 SMALL = ("pad", "skip")
 
