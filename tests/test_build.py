@@ -249,6 +249,7 @@ def test_nothing_left_to_extract(tmp_path):
             roi[:40, :40] = 255  # far less than half a window
             Image.fromarray(roi).save(folder / "roi" / f"{image.stem}_roi.png")
     assert "nothing left to extract for train" in _bad(tmp_path, edit)
+    assert list((tmp_path / "out").iterdir()) == []  # no work folder left behind either
 
 
 def test_no_defective_acquisitions_builds_the_unsupervised_part(tmp_path):
@@ -351,3 +352,22 @@ def test_rgb_modality_keeps_rgb_patches_and_gray_supervision(tmp_path):
     assert modes == {"RGB"}
     assert {Image.open(p).mode for p in (r.target / "supervised" / "real_defects").rglob("*.png")} == {"L"}
     assert discover_stream(r.target / "supervised" / "stream.h5").image_shape == (256, 256)
+
+
+@pytest.mark.slow  # ~5 min on 2 cores: every method of the smoke profile (supervised rows included) on a built set
+def test_built_set_runs_the_smoke_sweep_of_every_method(tmp_path):
+    import json
+
+    from ispad_bench.cli import main
+
+    write_source(tmp_path / "src", good=3, defective={"scratch": 3, "misalignment": 3}, size=(700, 600))
+    build(tmp_path / "src", tmp_path / "data", params=BuildParams(stream_patches=256), verbose=False)
+    assert scan(tmp_path / "data").errors == []
+    argv = ["sweep", "--all", "--profile", "smoke", "--modalities", "ASM", "--data-root", str(tmp_path / "data"),
+            "--out", str(tmp_path / "runs"), "--no-report",
+            "--supervised.data.init_args.real_ids_file", "{modality_dir}/supervised/real_ids.json"]
+    assert main(argv) == 0
+    found = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("record.json")]
+    assert {r["status"] for r in found} == {"ok"}
+    assert {r["row"] for r in found if r["method"] == "supervised"} == {"none", "mixed-1_16", "real-only"}
+    assert {"efficient_ad", "uflow", "glass", "ddad", "patchcore"} <= {r["method"] for r in found}

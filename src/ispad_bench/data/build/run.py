@@ -93,7 +93,11 @@ def _build_one(src, out: Path, p: BuildParams, verbose: bool) -> BuildResult:
                 manifest.write_journal(work, acq.ident, entry)
             entries.append(entry)
             bar.advance(task)
-        counts = _check_extracted(src, entries, split)
+        try:
+            counts = _check_extracted(src, entries, split)
+        except SourceError:
+            shutil.rmtree(work, ignore_errors=True)  # nothing to resume: the sources must change
+            raise
         writer = manifest.ManifestWriter(work)
         try:
             writer.write(tuple(r) for e in entries for r in e["rows"])
