@@ -169,6 +169,13 @@ def test_same_inputs_same_bytes_and_a_finished_build_is_kept(built, tmp_path):
         build(base / "src", base / "out", params=BuildParams(seed=1, stream_patches=64, unaugmented=4), verbose=False)
 
 
+def test_bytes_do_not_depend_on_the_number_of_threads(tmp_path):
+    write_source(tmp_path / "src", good=2, defective={"dot": 2}, size=(420, 300), per_image=1)
+    one, two = (build(tmp_path / "src", tmp_path / f"out{w}", params=BuildParams(stream_patches=40, workers=w),
+                      verbose=False)[0] for w in (1, 3))
+    assert tree_hash(one.target) == tree_hash(two.target)
+
+
 def test_reduced_split_is_a_seeded_subset(tmp_path):
     write_source(tmp_path / "src", good=2, defective={"scratch": 2}, size=(500, 400), per_image=1)
     (r,) = build(tmp_path / "src", tmp_path / "out", params=BuildParams(reduced=5, stream_patches=0), verbose=False)

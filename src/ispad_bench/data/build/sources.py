@@ -124,6 +124,9 @@ def read_pixels(path: Path, channels: int) -> np.ndarray:
             if channels == 3 and mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
                 img.load()
                 return np.asarray(img.convert("RGB"))
+            if channels == 1 and mode == "L":  # the common case, without read_gray8's float rescale
+                img.load()
+                return np.asarray(img)
     except Exception as err:
         raise SourceError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
     gray = read_gray8(path)  # names the file on any decoding error; 16-bit rescaled
