@@ -361,7 +361,7 @@ def test_rgb_modality_keeps_rgb_patches_and_gray_supervision(tmp_path):
     assert discover_stream(r.target / "supervised" / "stream.h5").image_shape == (256, 256)
 
 
-@pytest.mark.slow  # ~5 min on 2 cores: every method of the smoke profile (supervised rows included) on a built set
+@pytest.mark.slow  # ~7-9 min on 2 shared cores (555 s measured): every method of the smoke profile (supervised rows included) on a built set
 def test_built_set_runs_the_smoke_sweep_of_every_method(tmp_path):
     import json
 
