@@ -1,4 +1,4 @@
-"""``ispad-bench data synth | check | download | textures``."""
+"""``ispad-bench data synth | check | download | textures | build | defects``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ispad_bench.cli import positive_float, positive_int
+from ispad_bench.cli import non_negative_int, positive_float, positive_int
 from ispad_bench.data.download import MAX_EXTRACT_GIB, MAX_RATIO
 
 
@@ -58,6 +58,29 @@ def _textures(args: argparse.Namespace) -> int:
     return main_textures(args.root, **({"url": args.url} if args.url else {}))
 
 
+def _build(args: argparse.Namespace) -> int:
+    from ispad_bench.data.build import BuildParams, build, summary
+    from ispad_bench.errors import InputError
+
+    try:
+        given = {k: getattr(args, k) for k in ("seed", "window", "stride", "reduced", "test_share", "roi_min", "label_radius",
+                                               "area_px", "stream_patches", "unaugmented", "small", "workers")}
+        params = BuildParams(**{k: v for k, v in given.items() if v is not None},  # None: BuildParams' default
+                             defect_groups=tuple(sorted(args.defect_groups.items())) if args.defect_groups else None)
+        results = build(args.source, args.out, modality=args.modality, params=params, verbose=not args.quiet)
+    except InputError as err:  # bad input: one line naming the file and the problem
+        print(f"ispad-bench data build: error: {err}", file=sys.stderr)
+        return 2
+    summary(results, args.out)
+    return 0
+
+
+def _defects(args: argparse.Namespace) -> int:
+    from ispad_bench.data.build.defects import main_defects
+
+    return main_defects(args.images, args.out, seed=args.seed, strength=args.defect_strength, share=args.share)
+
+
 def add_parser(subparsers) -> None:
     data = subparsers.add_parser("data", help="generate, check or download ISP-AD data")
     sub = data.add_subparsers(dest="data_command", required=True)
@@ -99,3 +122,43 @@ def add_parser(subparsers) -> None:
     textures.add_argument("--root", type=Path, required=True, help="target folder; GLASS texture_dir (configs: datasets/dtd)")
     textures.add_argument("--url", default=None, help=argparse.SUPPRESS)
     textures.set_defaults(func=_textures)
+
+    # defaults live in data/build/params.py (BuildParams); None here means "its default"
+    build = sub.add_parser("build", help="turn full acquisitions of your own line into an ISP-AD dataset (§3.2; docs/data.md)")
+    build.add_argument("--source", type=Path, required=True,
+                       help="folder with <modality>/good/, defective/<class>/, masks/, defects.csv, roi/ (docs/data.md)")
+    build.add_argument("--out", type=Path, required=True, help="dataset root to write (<out>/<modality>/...)")
+    build.add_argument("--modality", default=None, help="only this modality; required when --source is a modality folder")
+    build.add_argument("--seed", type=int, default=None, help="every random choice (split, reduced, stream; default 0)")
+    build.add_argument("--defect-groups", type=parse_defect_groups, default=None,
+                       help="defect class -> area|points, e.g. '{blowhole: points}' or a YAML file (default: the "
+                            "built-in DEFECT_GROUPS, then the size rule --area-px)")
+    build.add_argument("--stream-patches", type=non_negative_int, default=None,
+                       help="supervised stream size, half with synthetic defects (default 20,000; paper ~200,000; 0: none)")
+    build.add_argument("--unaugmented", type=non_negative_int, default=None,
+                       help="also write this many un-augmented fault-free PNGs (§3.2.4)")
+    build.add_argument("--window", type=positive_int, default=None, help="window size (default 256, §3.2.2)")
+    build.add_argument("--stride", type=positive_int, default=None, help="sliding-window stride (default 160, §3.2)")
+    build.add_argument("--reduced", type=positive_int, default=None, help="train_reduced size (default 500, §3.2.1)")
+    build.add_argument("--test-share", type=positive_float, default=None,
+                       help="share of acquisitions per class in the test split (default 0.5)")
+    build.add_argument("--roi-min", type=positive_float, default=None,
+                       help="share of a window inside the ROI to keep it (default 0.5)")
+    build.add_argument("--label-radius", type=positive_int, default=None,
+                       help="a weak label (defects.csv x, y) marks a disc of this radius as defect (default 16)")
+    build.add_argument("--area-px", type=positive_int, default=None,
+                       help="size rule: a defect of at least this many pixels is 'area', else 'points' (default 1024)")
+    build.add_argument("--small", choices=("pad", "skip"), default=None,
+                       help="images smaller than a window: pad by reflection (default) or skip")
+    build.add_argument("--workers", type=positive_int, default=None, help="writer threads (output does not depend on it)")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=_build)
+
+    defects = sub.add_parser("defects", help="random-walk synthetic defects on a folder of your own patches (§3.2, [25])")
+    defects.add_argument("--images", type=Path, required=True, help="folder of fault-free patches (PNG, any size)")
+    defects.add_argument("--out", type=Path, required=True, help="writes images/<name>.png and masks/<name>_mask.png")
+    defects.add_argument("--seed", type=int, default=0)
+    defects.add_argument("--share", type=positive_float, default=1.0,
+                         help="share of the patches that get a defect (default 1: all; the stream uses 0.5)")
+    defects.add_argument("--defect-strength", type=positive_float, default=1.0, help="visibility (1: ISP-AD-like faint)")
+    defects.set_defaults(func=_defects)

@@ -127,7 +127,7 @@ def _stream_item(modality: Modality, rng: np.random.Generator, label: int, overl
 
 
 # ----------------------------------------------------------------------------- writing
-def _run(jobs: list, workers: int):
+def run_ordered(jobs: list, workers: int):
     """Results of ``jobs`` (zero-argument callables) in order, on ``workers`` threads.
 
     Threads, not processes: numpy, the PNG encoder and zlib release the GIL, and there is no
@@ -192,7 +192,7 @@ def _write_modality(base: Path, modality: Modality, p: Plan, seed: int, tick, wo
     for g, (group, kinds) in enumerate((("area", AREA_TYPES), ("points", POINT_TYPES))):
         jobs += [real(group, kinds[i % len(kinds)], g, i) for i in range(p.real[group])]
 
-    for files in _run(jobs, workers):
+    for files in run_ordered(jobs, workers):
         for rels, data in files:
             for rel in rels:
                 path = base / rel
@@ -228,7 +228,7 @@ def _write_stream(path: Path, modality: Modality, p: Plan, seed: int, tick, work
         )
         block_images = np.zeros((chunk, PATCH_SIZE, PATCH_SIZE), np.uint8)
         block_masks = np.zeros_like(block_images)
-        for i, (image, mask) in enumerate(_run(jobs, workers)):
+        for i, (image, mask) in enumerate(run_ordered(jobs, workers)):
             block_images[i % chunk], block_masks[i % chunk] = image, mask
             if i % chunk == chunk - 1 or i == n - 1:  # write whole chunks at once
                 start, k = i - i % chunk, i % chunk + 1
