@@ -276,7 +276,9 @@ def test_cli_builds_and_prints_one_line_errors(tmp_path, capsys):
             "--stream-patches", "0", "--reduced", "3", "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "train_reduced" in out and "ispad-bench data check --root" in out and "real_ids.json" in out
+    assert "train_reduced" in out and "ispad-bench data check --root" in out and "--profile smoke" in out
+    assert "real_ids_file" not in out  # the smoke profile reads the build's own supervised/real_ids.json
+    assert (tmp_path / "out" / "ASM" / "supervised" / "real_ids.json").is_file()
     assert len(list((tmp_path / "out" / "ASM" / "train_reduced" / "good").iterdir())) == 3
     (folder / "masks" / "dot" / "other_mask.png").write_bytes(b"")
     assert main([*argv[:-1], "--seed", "1"]) == 2
@@ -371,8 +373,7 @@ def test_built_set_runs_the_smoke_sweep_of_every_method(tmp_path):
     build(tmp_path / "src", tmp_path / "data", params=BuildParams(stream_patches=256), verbose=False)
     assert scan(tmp_path / "data").errors == []
     argv = ["sweep", "--all", "--profile", "smoke", "--modalities", "ASM", "--data-root", str(tmp_path / "data"),
-            "--out", str(tmp_path / "runs"), "--no-report",
-            "--supervised.data.init_args.real_ids_file", "{modality_dir}/supervised/real_ids.json"]
+            "--out", str(tmp_path / "runs"), "--no-report"]
     assert main(argv) == 0
     found = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("record.json")]
     assert {r["status"] for r in found} == {"ok"}

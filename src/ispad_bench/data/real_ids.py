@@ -69,7 +69,9 @@ def load_lists(path: str | Path, modality: str) -> dict[tuple[str, Fraction], li
     """Every (group, fraction) -> ids list of ``path`` for ``modality`` (JSON or CSV, by suffix)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"real_ids_file {path} does not exist")
+        hint = ("; `ispad-bench data synth` and `data build` write the data's own lists there (a folder generated "
+                "before they did: generate it again with --overwrite)") if path.name == "real_ids.json" else ""
+        raise FileNotFoundError(f"real_ids_file {path} does not exist{hint}")
     if path.suffix.lower() == ".csv":
         lists = _rows(path, modality)
     else:

@@ -62,3 +62,18 @@ def fraction_lists(pool_ids: dict[str, list[str]], real_seed: int = 0) -> dict[s
         out[group] = {str(f): [f"{g}/{pool_ids[g][i]}" for g, i in select_real(pool_ids, group, f, real_seed)]
                       for f in FRACTIONS if f}
     return out
+
+
+def write_real_ids(modality_dir) -> None:
+    """``<modality_dir>/supervised/real_ids.json``: :func:`fraction_lists` of the real defects found there
+    (``data build`` and ``data synth`` write it; the smoke profile's ``real_ids_file`` points at it)."""
+    from pathlib import Path
+
+    from ispad_bench.data.hdf5 import discover_real_defects
+    from ispad_bench.data.layout import SUPERVISED_DIR
+    from ispad_bench.files import write_json
+
+    modality_dir = Path(modality_dir)
+    pools = {g: [p.stem for p in files] for g, files in discover_real_defects(modality_dir).items() if files}
+    if pools:
+        write_json(modality_dir / SUPERVISED_DIR / REAL_IDS_FILE, fraction_lists(pools))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ispad_bench.data.build import manifest
-from ispad_bench.data.build.crops import REAL_IDS_FILE, fraction_lists
+from ispad_bench.data.build.crops import write_real_ids
 from ispad_bench.data.build.extract import cached_source, extract, write_png
 from ispad_bench.data.build.params import BuildParams
 from ispad_bench.data.build.sources import SourceError, modality_folders, read_modality
@@ -25,7 +25,7 @@ from ispad_bench.data.build.stream import unaugmented_patch, write_stream
 from ispad_bench.data.layout import DEFECT_GROUPS, GOOD_DIR, GROUPS, SUPERVISED_DIR, TRAIN_DIRS
 from ispad_bench.data.modality import Modality
 from ispad_bench.data.synth.generate import run_ordered
-from ispad_bench.files import clean_temporaries, read_json, write_json
+from ispad_bench.files import clean_temporaries, read_json
 
 STREAM_FILE = "stream.h5"
 UNAUGMENTED_DIR = "unaugmented"
@@ -109,7 +109,7 @@ def _build_one(src, out: Path, p: BuildParams, verbose: bool) -> BuildResult:
         finally:
             writer.close()
     counts.update({f"sup_real_{g}": sum(e["crops"][g] for e in entries) for g in GROUPS})
-    _real_ids(work)
+    write_real_ids(work)
     notes += _notes(src, entries, split, counts, groups)
     record = {"builder": manifest.BUILDER, "fingerprint": fp, "modality": mod.value, "source": str(src.folder),
               "params": p.fingerprinted(), "split": dict(sorted(split.items())), "counts": counts, "notes": notes}
@@ -204,15 +204,6 @@ def _unaugmented(work: Path, sources: list, p: BuildParams, writer, bar, ordered
     return p.unaugmented
 
 
-def _real_ids(work: Path) -> None:
-    """``supervised/real_ids.json``: the fraction lists of the built real defects (crops.fraction_lists)."""
-    from ispad_bench.data.hdf5 import discover_real_defects
-
-    pools = {g: [p.stem for p in files] for g, files in discover_real_defects(work).items() if files}
-    if pools:
-        write_json(work / SUPERVISED_DIR / REAL_IDS_FILE, fraction_lists(pools))
-
-
 def _notes(src, entries, split, counts, groups) -> list[str]:
     notes = []
     defective = [a for a in src.acquisitions if a.defective]
@@ -257,8 +248,5 @@ def summary(results: list[BuildResult], out: Path) -> None:
             print(f"  note: {note}")
     mods = ",".join(r.modality.value for r in results)
     print(f"Check it:      ispad-bench data check --root {out}")
-    ids = f"--supervised.data.init_args.real_ids_file '{{modality_dir}}/{SUPERVISED_DIR}/{REAL_IDS_FILE}'"
     print(f"Benchmark it:  ispad-bench sweep --all --profile smoke --data-root {out} --modalities {mods} "
-          f"--out results/runs/built {ids}")
-    print("  (the smoke profile's real_ids_file lists the generated set's real defects; the override points it at "
-          "the lists this build wrote)")
+          f"--out results/runs/built")

@@ -318,6 +318,9 @@ def generate(
             with _Progress(verbose, modality.value, p.total) as tick:
                 warm_up(modality)
                 _write_modality(tmp, modality, p, seed, tick, workers, defect_strength)
+            from ispad_bench.data.build.crops import write_real_ids  # the supervised loader's shuffle (anomalib)
+
+            write_real_ids(tmp)  # supervised/real_ids.json: the smoke profile's real_ids_file
             _swap_in(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
