@@ -74,3 +74,41 @@ def test_kept_model_retests_to_the_record_metrics(tiny_root, tmp_path):
             found = re.search(rf"│\s*{metric}\s*│\s*(\S+)\s*│", run.stdout)
             assert found, run.stdout[-2000:]
             assert float(found.group(1)) == pytest.approx(record["metrics"][metric], abs=1e-6), (record["method"], metric)
+
+
+def test_warm_start_loads_the_parents_weights_exactly_and_names_a_mismatch(tmp_path):
+    import json
+
+    from ispad_bench.models import MixedSupervised
+    from ispad_bench.sweep import records
+
+    assert (records.MODEL, records.RECORD) == (keep.MODEL_FILE, keep.RECORD_FILE)  # one name, two layers
+    torch.manual_seed(0)
+    parent = MixedSupervised(pre_trained=False, image_size=16)
+    built = keep.digests(parent.state_dict())
+    with torch.no_grad():  # "training" changed the classifier head only: the rest is left to the config
+        parent.model.net.fc.weight.add_(0.5)
+    job = tmp_path / "parent-job"
+    job.mkdir()
+    slim, _ = keep.slim({"state_dict": parent.state_dict()}, built)
+    torch.save(slim, job / keep.MODEL_FILE)
+    (job / keep.RECORD_FILE).write_text(json.dumps({"key": "abc123", "status": "ok"}))
+
+    torch.manual_seed(0)  # the child is built from the same config and seed, then warm-started
+    child = MixedSupervised(pre_trained=False, image_size=16, warm_start=str(job))
+    assert any(not torch.equal(a, b) for a, b in zip(child.state_dict().values(), parent.state_dict().values()))
+    info = keep.warm_start(child, child.warm_start)
+    assert keep.digests(child.state_dict()) == keep.digests(parent.state_dict())  # exactly the parent's weights
+    assert info["parent_key"] == "abc123" and len(info["sha256"]) == 64 and info["checkpoint"].endswith("model.ckpt")
+
+    other = torch.nn.Linear(3, 2)  # another architecture: the first differing key is named
+    with pytest.raises(keep.KeptModelError, match="model built here has no such tensor"):
+        keep.warm_start(other, job)
+    torch.save({"state_dict": {"weight": torch.zeros(2, 4), "bias": torch.zeros(2)}}, tmp_path / "wide.ckpt")
+    with pytest.raises(keep.KeptModelError, match=r"'weight' has shape \(2, 4\) there and \(2, 3\)"):
+        keep.warm_start(other, tmp_path / "wide.ckpt")
+    torch.save({"state_dict": {**other.state_dict(), "extra": torch.zeros(1)}}, tmp_path / "extra.ckpt")
+    with pytest.raises(keep.KeptModelError, match="'extra' is missing in the model built here"):
+        keep.warm_start(other, tmp_path / "extra.ckpt")
+    with pytest.raises(keep.KeptModelError, match="--keep none"):
+        keep.warm_start(other, tmp_path)

@@ -24,6 +24,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+MODEL_FILE = "model.ckpt"  # a sweep job's kept model (= sweep/records.MODEL: models cannot import the sweep; a test ties them)
+RECORD_FILE = "record.json"  # beside it: the job's record (= sweep/records.RECORD), whose key a warm start records
 REBUILT = "ispad_bench_rebuilt"  # checkpoint entry: {state-dict key: sha256 of the tensor the config rebuilds}
 KEEP_CHOICES = ("model", "all", "none")  # sweep --keep: the slim checkpoint / Anomalib's checkpoints too / nothing
 DROPPED = ("optimizer_states", "lr_schedulers", "loops", "callbacks", "MixedPrecision", "native_amp_scaling_state")
@@ -111,3 +113,33 @@ def install() -> bool:
     setattr(on_load_checkpoint, _MARK, True)
     AnomalibModule.on_load_checkpoint = on_load_checkpoint
     return True
+
+
+def warm_start(module, source) -> dict[str, Any]:
+    """Load the trained weights of ``source`` (a checkpoint, or a sweep job folder holding :data:`MODEL_FILE`)
+    into ``module`` before training; strict: a missing, extra or differently shaped tensor is an error naming
+    the first one. Returns what the record keeps: the file, its sha256 and the parent job's key."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    path = Path(source)
+    path = path / MODEL_FILE if path.is_dir() else path
+    if not path.is_file():
+        raise KeptModelError(f"warm_start {source}: no checkpoint there (a sweep job run with `--keep none` keeps none)")
+    raw = path.read_bytes()
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    restore(module, checkpoint)
+    state, own = checkpoint.get("state_dict", {}), module.state_dict()
+    for key in sorted(set(state) | set(own)):
+        if key not in own or key not in state:
+            where = "the model built here" if key not in own else path.name
+            raise KeptModelError(f"warm_start {path}: {key!r} is missing in {where} (another architecture?)")
+        if tuple(state[key].shape) != tuple(own[key].shape):
+            raise KeptModelError(f"warm_start {path}: {key!r} has shape {tuple(state[key].shape)} there and "
+                                 f"{tuple(own[key].shape)} in the model built here")
+    module.load_state_dict(state, strict=True)
+    record = path.parent / RECORD_FILE
+    parent = json.loads(record.read_text()).get("key") if record.is_file() else None
+    return {"checkpoint": str(path.resolve()), "sha256": hashlib.sha256(raw).hexdigest(), "parent_key": parent}

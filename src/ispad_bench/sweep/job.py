@@ -125,6 +125,7 @@ def execute(spec: dict, state: dict) -> dict:
         "tested_checkpoint": ckpt,
         "procedure": describe(spec, config, model, tracker, ckpt),  # reading, selection, tested epoch, epochs
         "real_defects": _real_defects(datamodule),
+        "warm_start": getattr(model, "warm_started", None),  # parent key + checkpoint sha256 (models/keep.py)
         "uncertainty": uncertainty,
         "contamination": getattr(datamodule, "contamination_record", None),
         "kept": kept,

@@ -26,6 +26,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 
+from ispad_bench.models import keep
 from ispad_bench.models.args import check
 from ispad_bench.models.mixed_supervised.torch_model import MixedSupervisedModel
 from ispad_bench.models.weights import MissingWeightsError, RaiseMissingWeightsAtSetup
@@ -70,6 +71,9 @@ class MixedSupervised(RaiseMissingWeightsAtSetup, AnomalibModule):
             other CUDA, ``32-true`` on CPU (§4.2 trained in mixed precision).
         image_size: side the pre-processor resizes patches to (paper: 256, the native size; smaller only
             for quick CPU checks).
+        warm_start: a checkpoint or sweep job folder (its ``model.ckpt``) whose trained weights are loaded
+            when fitting starts, before the first step (incremental refinement, §1/§6); strict. The record
+            keeps the parent's job key and the checkpoint's sha256 (``warm_started``).
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class MixedSupervised(RaiseMissingWeightsAtSetup, AnomalibModule):
         early_stopping_patience: int = 20,
         precision: str = "auto",
         image_size: int = 256,
+        warm_start: str | None = None,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -107,6 +112,7 @@ class MixedSupervised(RaiseMissingWeightsAtSetup, AnomalibModule):
         self.early_stopping_patience = early_stopping_patience
         self.precision = precision
         self.best_val: dict[str, float] = {}
+        self.warm_start, self.warm_started = warm_start, None
 
     # -- Anomalib plumbing ---------------------------------------------------------------------
     @property
@@ -173,7 +179,9 @@ class MixedSupervised(RaiseMissingWeightsAtSetup, AnomalibModule):
         return batch.update(**predictions._asdict())
 
     def on_fit_start(self) -> None:
-        """Log which real defects the datamodule injects (tables must say which were used)."""
+        """Load the warm start's weights; log which real defects the datamodule injects (tables must say)."""
+        if self.warm_start and self.warm_started is None:
+            self.warm_started = keep.warm_start(self, self.warm_start)
         dm = getattr(self.trainer, "datamodule", None)
         ids = getattr(dm, "real_defect_ids", None) if dm is not None else None
         if ids is not None:
