@@ -1,0 +1,74 @@
+"""A thresholded full map -> defect regions: 8-connected components with box, area, scores and a group guess.
+
+The map is thresholded as the job's PRO thresholded its maps (``map >= threshold``, the image
+threshold applied to the map, §5.1); components are 8-connected like the ground-truth regions of
+AUPRO (MVTec's definition). The group guess follows the area/points split of the dataset builder:
+a region of at least :data:`AREA_MIN_PX` pixels is *area*, a smaller one *points*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Regions of >= 1024 px (a 32 x 32 square) are "area" defects, smaller ones "points". Defined here once for
+# inspection; the dataset builder of issue 21 uses the same rule and should share this constant.
+AREA_MIN_PX = 1024
+EIGHT = np.ones((3, 3), bool)  # 8-connectivity
+
+
+def group_guess(area_px: int | np.ndarray):
+    """``"area"`` when ``area_px >= AREA_MIN_PX``, else ``"points"`` (element-wise for arrays)."""
+    if np.ndim(area_px):
+        return np.where(np.asarray(area_px) >= AREA_MIN_PX, "area", "points")
+    return "area" if area_px >= AREA_MIN_PX else "points"
+
+
+@dataclass
+class Region:
+    """One region; the box is half-open ``[y0, y1) x [x0, x1)`` in full-image pixels."""
+
+    index: int
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    area_px: int
+    area_mm2: float | None
+    max_score: float
+    mean_score: float
+    group: str
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected component labels (int32, 0 = background) and their count."""
+    from scipy import ndimage
+
+    return ndimage.label(mask, structure=EIGHT, output=np.int32)
+
+
+def find_regions(amap: np.ndarray, threshold: float, pixel_size_mm: float | None = None) -> tuple[list[Region], np.ndarray]:
+    """The regions of ``amap >= threshold`` (largest max score first) and the label image (1-based, in
+    the order of labelling; ``Region.index`` is that label)."""
+    from scipy import ndimage
+
+    labels, n = label(amap >= threshold)
+    if n == 0:
+        return [], labels
+    flat = labels.ravel()
+    area = np.bincount(flat, minlength=n + 1)[1:]
+    total = np.bincount(flat, weights=amap.ravel().astype(np.float64), minlength=n + 1)[1:]
+    peak = ndimage.maximum(amap, labels, index=np.arange(1, n + 1))
+    boxes = ndimage.find_objects(labels)
+    out = []
+    for i, box in enumerate(boxes):
+        a = int(area[i])
+        out.append(Region(i + 1, box[0].start, box[1].start, box[0].stop, box[1].stop, a,
+                          None if pixel_size_mm is None else a * pixel_size_mm ** 2,
+                          float(peak[i]), float(total[i] / a), group_guess(a)))
+    out.sort(key=lambda r: (-r.max_score, r.index))
+    return out, labels

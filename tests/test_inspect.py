@@ -1,0 +1,257 @@
+"""``ispad-bench inspect``: the window grid, blending, regions, the line's metrics, and a real sweep job's model on a
+generated full acquisition (issue 23)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ispad_bench.data.modality import Modality
+from ispad_bench.inspect import blend, metrics, regions, run, tiles
+from ispad_bench.inspect.load import InspectJob, JobError, Threshold, load_job, record_threshold
+
+ASM = Modality.ASM
+
+
+def _covered(grid: tiles.Grid, fp: tiles.Footprint) -> np.ndarray:
+    count = np.zeros((grid.height, grid.width), int)
+    for y, x in grid.corners:
+        count[y + fp.y:y + fp.y + fp.height, x + fp.x:x + fp.x + fp.width] += 1
+    return count
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (257, 700), (1000, 417), (896, 896)])
+def test_windows_cover_the_image_exactly(shape):
+    """Every pixel in some window, no window outside the image, stride 160 then a last window on the border."""
+    grid = tiles.Grid.of(*shape)
+    whole = tiles.Footprint(0, 0, tiles.WINDOW, tiles.WINDOW)
+    assert _covered(grid, whole).min() >= 1
+    for starts, length in ((grid.ys, shape[0]), (grid.xs, shape[1])):
+        assert starts[0] == 0 and starts[-1] == length - tiles.WINDOW
+        steps = np.diff(starts)
+        assert (steps[:-1] == tiles.STRIDE).all() and ((steps > 0) & (steps <= tiles.STRIDE)).all()
+    assert len(grid) == len(grid.corners) == len(grid.ys) * len(grid.xs)
+    with pytest.raises(ValueError, match="shorter than"):
+        tiles.axis_starts(200)
+
+
+def test_footprint_follows_the_modality_crops():
+    from ispad_bench.data.datamodule import geometry
+
+    assert tiles.footprint(geometry(8, 224)) == tiles.Footprint(16, 16, 224, 224)  # ASM: borders, then 224 centre
+    assert tiles.footprint(geometry(8)) == tiles.Footprint(0, 8, 256, 240)
+    assert tiles.footprint(geometry(0, None, 448)) == tiles.Footprint(0, 0, 256, 256)  # a resize keeps the region
+    assert tiles.footprint(None) == tiles.Footprint(0, 0, 256, 256)
+
+
+@pytest.mark.parametrize("rule", blend.RULES)
+def test_blending_a_constant_gives_a_constant_map_even_in_the_uncovered_margin(rule):
+    grid, fp = tiles.Grid.of(700, 555), tiles.Footprint(16, 16, 224, 224)
+    b = blend.Blender(grid, fp, rule)
+    b.add(grid.corners, np.full((len(grid), 224, 224), 0.37, np.float32))
+    out = b.result()
+    assert out.shape == (700, 555) and b.uncovered == 700 * 555 - (700 - 32) * (555 - 32)
+    np.testing.assert_allclose(out, 0.37, rtol=1e-6)
+
+
+def test_mean_blend_is_the_mean_of_the_covering_windows_and_max_their_max():
+    grid, fp = tiles.Grid.of(600, 500), tiles.Footprint(0, 8, 256, 240)
+    values = np.arange(1, len(grid) + 1, dtype=np.float32) ** 1.5
+    maps = np.broadcast_to(values[:, None, None], (len(grid), 256, 240))
+    results = {}
+    for rule in blend.RULES:
+        b = blend.Blender(grid, fp, rule)
+        b.add(grid.corners, maps)
+        results[rule] = b.result()
+    rng = np.random.default_rng(0)
+    for y, x in zip(rng.integers(0, 600, 50), rng.integers(8, 492, 50), strict=True):
+        cover = [v for (cy, cx), v in zip(grid.corners, values, strict=True)
+                 if cy <= y < cy + 256 and cx + 8 <= x < cx + 248]
+        assert results["mean"][y, x] == pytest.approx(np.mean(cover), rel=1e-5)
+        assert results["max"][y, x] == pytest.approx(max(cover))
+    np.testing.assert_array_equal(results["mean"][:, 0], results["mean"][:, 8])  # margin: nearest covered column
+
+
+def test_regions_boxes_areas_scores_and_group_guess():
+    amap = np.zeros((300, 400), np.float32)
+    amap[50:90, 100:140] = 0.8  # 40 x 40 = 1600 px: area
+    amap[60, 100] = 0.95
+    amap[200:205, 300:305] = 0.6  # 25 px: points
+    amap[250, 10] = amap[251, 11] = 0.7  # diagonal neighbours: one 8-connected region
+    found, labels = regions.find_regions(amap, 0.5, pixel_size_mm=0.1)
+    assert [(r.y0, r.x0, r.y1, r.x1, r.area_px, r.group) for r in found] == [
+        (50, 100, 90, 140, 1600, "area"), (250, 10, 252, 12, 2, "points"), (200, 300, 205, 305, 25, "points")]
+    assert found[0].max_score == pytest.approx(0.95) and found[0].mean_score == pytest.approx((0.8 * 1599 + 0.95) / 1600)
+    assert found[0].area_mm2 == pytest.approx(16.0) and labels.max() == 3
+    assert regions.group_guess(regions.AREA_MIN_PX) == "area" and regions.group_guess(regions.AREA_MIN_PX - 1) == "points"
+    assert regions.find_regions(amap, 1.0)[0] == []
+
+
+def test_line_metrics_on_a_constructed_case():
+    """Four acquisitions: found (+1 false region), missed, fault-free with 2 false alarms, fault-free clean."""
+    def case(pred_boxes, mask_boxes, flagged, shape=(100, 100)):
+        pred, mask = np.zeros(shape, np.int32), np.zeros(shape, bool)
+        for i, (y, x, s) in enumerate(pred_boxes, 1):
+            pred[y:y + s, x:x + s] = i
+        for y, x, s in mask_boxes:
+            mask[y:y + s, x:x + s] = True
+        return metrics.acquisition_counts(pred, len(pred_boxes), mask if mask_boxes else None, flagged)
+
+    counts = [case([(10, 10, 5), (80, 80, 3)], [(12, 12, 40), (70, 10, 2)], True),  # area hit, points missed
+              case([], [(30, 30, 3)], False),  # points missed
+              case([(5, 5, 2), (50, 50, 2)], [], True),
+              case([], [], False)]
+    assert (counts[0].gt_area, counts[0].hit_area, counts[0].gt_points, counts[0].hit_points) == (1, 1, 1, 0)
+    out = metrics.line_metrics(counts, pixel_size_mm=1.0, n=200, seed=3)
+    v = {k: e["value"] for k, e in out["values"].items()}
+    assert v["detection_rate"] == 0.5 and v["defective_rejected"] == 0.5 and v["good_rejected"] == 0.5
+    assert v["false_alarms_per_good"] == 1.0 and v["false_regions_on_defective"] == 0.5
+    assert v["region_recall_area"] == 1.0 and v["region_recall_points"] == 0.0 and v["region_recall"] == pytest.approx(1 / 3)
+    assert v["false_alarms_per_m2"] == pytest.approx(2 / (2 * 100 * 100 / 1e6))
+    for name, e in out["values"].items():
+        assert e["interval"][0] <= e["value"] <= e["interval"][1], name
+    assert out["values"]["detection_rate"]["interval"] == [0.0, 1.0]  # 2 defective acquisitions: 0, 1/2 or 1
+
+
+def test_masks_are_found_by_name_and_must_fit(tmp_path):
+    from PIL import Image
+
+    from ispad_bench.data.images import ImageReadError
+
+    Image.fromarray(np.full((20, 30), 255, np.uint8)).save(tmp_path / "plate_mask.png")
+    assert metrics.find_mask(tmp_path, Path("x/plate.png")) == tmp_path / "plate_mask.png"
+    assert metrics.find_mask(tmp_path, Path("x/other.png")) is None
+    assert metrics.read_mask(tmp_path / "plate_mask.png", (20, 30)).all()
+    with pytest.raises(ImageReadError, match="plate_mask.png: mask is 30x20, its acquisition 31x20"):
+        metrics.read_mask(tmp_path / "plate_mask.png", (20, 31))
+
+
+def test_reading_checks_channels_depth_and_files(tmp_path):
+    from PIL import Image
+
+    from ispad_bench.data.images import ImageReadError
+
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "rgb.png")
+    Image.fromarray(np.full((10, 10), 65535, np.uint16)).save(tmp_path / "deep.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(tiles.ChannelError, match=r"rgb.png: 3 channel\(s\), but the job's modality ASM has 1"):
+        tiles.read_acquisition(tmp_path / "rgb.png", ASM)
+    assert tiles.read_acquisition(tmp_path / "rgb.png", Modality.LSM1)[0].shape == (10, 10, 3)
+    array, scale = tiles.read_acquisition(tmp_path / "deep.png", ASM)
+    assert scale == 65535.0 and float(tiles.windows(np.pad(array, 123), np.array([[0, 0]]), 256, scale).max()) == 1.0
+    with pytest.raises(ImageReadError, match="bad.png: unreadable image"):
+        tiles.read_acquisition(tmp_path / "bad.png", ASM)
+    padded, original = tiles.pad_to_window(np.arange(200 * 100, dtype=np.uint8).reshape(200, 100))
+    assert padded.shape == (256, 256) and original == (200, 100)
+    np.testing.assert_array_equal(padded[200:, :100], padded[198:142:-1, :100])  # reflection, not zeros
+
+
+@pytest.mark.parametrize(("mode", "metrics_", "expected"), [
+    ("oracle", {"threshold": 0.4}, (0.4, "oracle")),
+    ("validation", {"threshold": 0.5}, (0.5, "validation")),
+    (0.25, {"threshold": 0.25}, (0.25, "fixed")),
+    ("cross_fit", {"threshold": None, "threshold_a": 0.2, "threshold_b": 0.4}, (pytest.approx(0.3), "cross_fit")),
+])
+def test_threshold_is_the_records(mode, metrics_, expected):
+    record = {"config": {"model": {"init_args": {"evaluator": {"init_args": {"threshold": mode}}}}}, "metrics": metrics_}
+    thr = record_threshold(record)
+    assert (thr.value, thr.origin) == expected
+    assert (record_threshold(record, 0.9).value, record_threshold(record, 0.9).origin) == (0.9, "--threshold")
+    with pytest.raises(JobError, match="pass --threshold"):
+        record_threshold({**record, "metrics": {}})
+
+
+def test_a_job_without_checkpoint_says_which_option_keeps_it(tmp_path):
+    from ispad_bench.sweep import records
+
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / records.CONFIG).write_text("model: {}\n")
+    (job / records.RECORD).write_text(json.dumps({"schema": records.SCHEMA, "status": "ok", "metrics": {"threshold": 0.5},
+                                                  "kept": {"keep": "none", "file": None}}))
+    with pytest.raises(JobError, match=r"no model.ckpt \(the sweep ran with --keep none\).*--keep model"):
+        load_job(job / records.RECORD)
+    (job / records.RECORD).write_text(json.dumps({"schema": records.SCHEMA, "status": "failed"}))
+    with pytest.raises(JobError, match="status 'failed'"):
+        load_job(job)
+
+
+# ------------------------------------------------------------------ the pipeline with deliberately simple scorers
+class _Scorer:
+    """A stand-in model: map = brightness above 0.75 (or a constant, or no map), score = map max."""
+
+    def __init__(self, kind: str = "bright") -> None:
+        self.kind, self.seen = kind, []
+
+    def test_step(self, batch, _idx):
+        import torch
+
+        x = batch.image
+        self.seen.append(tuple(x.shape))
+        if self.kind == "constant":
+            amap = torch.full((x.shape[0], 1, *x.shape[-2:]), 0.25)
+        else:
+            amap = (x.mean(dim=1, keepdim=True) - 0.75).clamp_min(0)
+        score = amap.amax(dim=(1, 2, 3))
+        return SimpleNamespace(pred_score=score, anomaly_map=None if self.kind == "no map" else amap)
+
+
+def _job(kind: str, threshold: float = 0.1) -> InspectJob:
+    from torchvision.transforms import v2
+
+    from ispad_bench.data.datamodule import geometry
+
+    return InspectJob(Path("."), {"key": "k"}, _Scorer(kind), geometry(8, 224), None, v2.Resize((112, 112)), ASM,
+                      Threshold(threshold, "oracle"), "cpu", "model")
+
+
+def _plate(h=1100, w=1300, seed=0):
+    rng = np.random.default_rng(seed)
+    plate = rng.integers(90, 140, (h, w), dtype=np.uint8)
+    planted = [(300, 420, 40, 50), (700, 1000, 6, 6), (130, 900, 12, 30)]  # y, x, height, width
+    for y, x, dh, dw in planted:
+        plate[y:y + dh, x:x + dw] = 250
+    return plate, planted
+
+
+def test_planted_defects_are_found_where_they_are():
+    plate, planted = _plate()
+    job = _job("bright")
+    scored = run.score_image(job, plate, 255.0, batch_size=7)
+    assert scored.amap.shape == plate.shape and scored.map_source == "model" and scored.blend == "mean"
+    assert scored.footprint == tiles.Footprint(16, 16, 224, 224) and set(job.model.seen) <= {(7, 3, 112, 112), (6, 3, 112, 112)}
+    found, _ = regions.find_regions(scored.amap, job.threshold.value)
+    assert len(found) == len(planted)
+    for y, x, dh, dw in planted:  # each planted defect inside one region whose box hugs it (bilinear spread <= 4 px)
+        (hit,) = [r for r in found if r.y0 <= y and r.x0 <= x and r.y1 >= y + dh and r.x1 >= x + dw]
+        assert max(y - hit.y0, x - hit.x0, hit.y1 - y - dh, hit.x1 - x - dw) <= 4
+    assert (scored.window_scores >= job.threshold.value).sum() >= len(planted)
+    flagged = np.argwhere(scored.window_scores >= job.threshold.value)
+    for i, j in flagged:  # a flagged window's footprint holds a planted defect
+        y, x = scored.grid.ys[i] + 16, scored.grid.xs[j] + 16
+        assert any(y <= py + dh and py < y + 224 and x <= px + dw and px < x + 224 for py, px, dh, dw in planted)
+
+
+def test_constant_model_gives_a_constant_map_and_a_mapless_one_its_window_grid():
+    plate, planted = _plate(700, 900)
+    const = run.score_image(_job("constant"), plate, 255.0)
+    np.testing.assert_allclose(const.amap, 0.25, rtol=1e-6)
+    grid = run.score_image(_job("no map"), plate, 255.0)
+    assert grid.map_source == "window scores" and grid.blend == "max"
+    y, x, dh, dw = planted[0]
+    assert grid.amap[y, x] == pytest.approx(grid.window_scores.max())
+    union = np.zeros(plate.shape, bool)  # thresholded map = the union of the flagged windows' footprints
+    for (wy, wx), s in zip(grid.grid.corners, grid.window_scores.ravel(), strict=True):
+        union[wy + 16:wy + 240, wx + 16:wx + 240] |= s >= 0.1
+    assert union.any() and not union.all()
+    np.testing.assert_array_equal((grid.amap >= 0.1)[16:-16, 16:-16], union[16:-16, 16:-16])
+
+
+def test_small_image_is_padded_and_cut_back():
+    plate, _ = _plate(180, 300)
+    scored = run.score_image(_job("bright"), plate, 255.0)
+    assert scored.padded_from == (180, 300) and scored.amap.shape == (180, 300) and len(scored.grid) == 2
