@@ -255,3 +255,88 @@ def test_small_image_is_padded_and_cut_back():
     plate, _ = _plate(180, 300)
     scored = run.score_image(_job("bright"), plate, 255.0)
     assert scored.padded_from == (180, 300) and scored.amap.shape == (180, 300) and len(scored.grid) == 2
+
+
+# ------------------------------------------------------------------ a real sweep job (one tiny PaDiM sweep per module)
+@pytest.fixture(scope="module")
+def padim_job(tiny_root, tmp_path_factory):
+    """The job folder of a smoke PaDiM sweep on ASM (~20 s, the only sweep of the default run)."""
+    from ispad_bench.cli import main
+
+    out = tmp_path_factory.mktemp("inspect-runs")
+    assert main(["sweep", "--methods", "padim", "--modalities", "ASM", "--profile", "smoke", "--data-root",
+                 str(tiny_root), "--out", str(out), "--no-report"]) == 0
+    (record,) = out.glob("padim/asm/*/record.json")
+    return record.parent
+
+
+def test_a_kept_job_scores_its_own_test_patches_as_its_test_did(padim_job, one_thread):
+    """Rebuilt from config.yaml + model.ckpt, each 256 px test patch (one window) gets the score the job's test
+    recorded, and the threshold is the record's."""
+    job = load_job(padim_job)
+    record = json.loads((padim_job / "record.json").read_text())
+    assert (job.threshold.value, job.threshold.origin) == (record["metrics"]["threshold"], "oracle")
+    assert job.map_source == "model" and tiles.footprint(job.geometry) == tiles.Footprint(16, 16, 224, 224)
+    predictions = np.load(padim_job / "predictions.npz")
+    for path, expected in zip(predictions["paths"], predictions["scores"], strict=True):
+        array, scale = tiles.read_acquisition(Path(path), ASM)
+        scored = run.score_image(job, array, scale)
+        assert scored.window_scores.shape == (1, 1)
+        assert scored.window_scores[0, 0] == pytest.approx(expected, rel=1e-4, abs=1e-5), path
+
+
+def test_inspect_command_writes_overlay_map_regions_and_metrics(padim_job, tmp_path, capsys, one_thread):
+    from PIL import Image
+
+    from ispad_bench.cli import main
+
+    plate, planted = _plate(700, 1000, seed=1)
+    Image.fromarray(plate).save(tmp_path / "plate.png")
+    Image.fromarray(plate[:200, :230]).save(tmp_path / "tiny_plate.png")
+    (tmp_path / "masks").mkdir()
+    mask = np.zeros(plate.shape, np.uint8)
+    y, x, dh, dw = planted[0]
+    mask[y:y + dh, x:x + dw] = 255
+    Image.fromarray(mask).save(tmp_path / "masks" / "plate_mask.png")
+    out = tmp_path / "out"
+    rc = main(["inspect", str(padim_job), str(tmp_path / "*.png"), "--out", str(out), "--masks", str(tmp_path / "masks"),
+               "--pixel-size", "0.02", "--overlay-max", "400", "--bootstrap", "50"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "tiny_plate.png: 230x200 px is smaller than the 256 px window: padded by reflection" in captured.err.replace("\n", "")
+    summary = json.loads((out / "inspection.json").read_text())
+    record = json.loads((padim_job / "record.json").read_text())
+    assert summary["threshold"]["value"] == record["metrics"]["threshold"] and summary["job"]["key"] == record["key"]
+    assert summary["versions"]["anomalib"] and summary["map_source"] == "model" and summary["blend"] == "mean"
+    images = {Path(e["image"]).name: e for e in summary["images"]}
+    assert images["plate.png"]["windows"] == 4 * 6 and images["tiny_plate.png"]["padded_from"] == [200, 230]
+    amap = np.load(out / "plate.map.npy")
+    assert amap.shape == plate.shape and amap.dtype == np.float32
+    with Image.open(out / "plate.overlay.png") as ov:
+        assert max(ov.size) == 400 and ov.size == (400, 280)
+    assert images["plate.png"]["windows_flagged"] == int((np.asarray(images["plate.png"]["window_scores"])
+                                                          >= summary["threshold"]["value"]).sum())
+    rows = (out / "regions.csv").read_text().splitlines()
+    assert rows[0].startswith("image,region,y0,x0,y1,x1,area_px,area_mm2")
+    assert len(rows) - 1 == sum(e["regions"] for e in summary["images"])
+    found, _ = regions.find_regions(amap, summary["threshold"]["value"])
+    assert images["plate.png"]["regions"] == len(found)
+    line = summary["metrics"]
+    assert line["n_acquisitions"] == 2 and line["n_defective"] == 1
+    assert line["values"]["detection_rate"]["value"] in (0.0, 1.0) and "false_alarms_per_m2" in line["values"]
+    assert "line metrics over 2 acquisitions" in captured.out
+
+
+def test_inspect_command_one_line_errors(padim_job, tmp_path, capsys):
+    import shutil
+
+    from ispad_bench.cli import main
+
+    bare = tmp_path / "job"
+    shutil.copytree(padim_job, bare, ignore=shutil.ignore_patterns("model.ckpt", "anomalib"))
+    (tmp_path / "a.png").write_bytes(b"")
+    assert main(["inspect", str(bare), str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no model.ckpt" in err and "--keep model" in err
+    assert main(["inspect", str(padim_job), str(tmp_path / "nothing*.png"), "--out", str(tmp_path / "o")]) == 2
+    assert "nothing*.png: no such image, folder or matching file" in capsys.readouterr().err
