@@ -340,3 +340,40 @@ def test_inspect_command_one_line_errors(padim_job, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "no model.ckpt" in err and "--keep model" in err
     assert main(["inspect", str(padim_job), str(tmp_path / "nothing*.png"), "--out", str(tmp_path / "o")]) == 2
     assert "nothing*.png: no such image, folder or matching file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_smoke_method_inspects_one_image(tiny_root, tmp_path):
+    """Each method of the smoke profile (the paper's four, the supervised ResNet18, PaDiM, and GANomaly, which gives no
+    map) rebuilds from its job folder and inspects one generated acquisition; map-less ones say so."""
+    from PIL import Image
+
+    from ispad_bench.cli import main
+
+    out = tmp_path / "runs"
+    methods = "efficient_ad,uflow,glass,ddad,supervised,padim,ganomaly"
+    assert main(["sweep", "--methods", methods, "--modalities", "ASM", "--rows", "none", "--profile", "smoke",
+                 "--data-root", str(tiny_root), "--out", str(out), "--no-report"]) == 0
+    plate, _ = _plate(420, 500)
+    Image.fromarray(plate).save(tmp_path / "plate.png")
+    seen = {}
+    for record in sorted(out.rglob("record.json")):
+        dest = tmp_path / "inspect" / record.parent.name
+        assert main(["inspect", str(record), str(tmp_path / "plate.png"), "--out", str(dest)]) == 0, record
+        summary = json.loads((dest / "inspection.json").read_text())
+        assert np.load(dest / "plate.map.npy").shape == plate.shape
+        seen[summary["job"]["method"]] = summary["map_source"]
+    assert set(seen) == set(methods.split(","))
+    assert seen["ganomaly"] == seen["supervised"] == "window scores" and seen["padim"] == seen["glass"] == "model"
+
+
+def test_generated_scan_has_area_and_points_defects_under_its_mask():
+    from ispad_bench.inspect.scan import generate_scan
+
+    image, mask = generate_scan(600, "ASM", seed=2)
+    assert image.shape == (600, 600) and image.dtype == np.uint8 and generate_scan(300, "LSM-1")[0].shape == (300, 300, 3)
+    labels, n = regions.label(mask)
+    groups = set(regions.group_guess(np.bincount(labels.ravel())[1:]).tolist())
+    assert n >= 4 and groups == {"area", "points"}
+    assert ((image[mask] >= 230) | (image[mask] <= 30)).all() and (image[~mask] > 40).all() and (image[~mask] < 220).all()
+    np.testing.assert_array_equal(generate_scan(600, "ASM", seed=2)[0], image)  # seeded

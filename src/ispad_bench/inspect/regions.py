@@ -59,9 +59,10 @@ def find_regions(amap: np.ndarray, threshold: float, pixel_size_mm: float | None
     labels, n = label(amap >= threshold)
     if n == 0:
         return [], labels
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=n + 1)[1:]
-    total = np.bincount(flat, weights=amap.ravel().astype(np.float64), minlength=n + 1)[1:]
+    inside = labels > 0  # sums over region pixels only: a large map has few of them
+    which, values = labels[inside], amap[inside].astype(np.float64)
+    area = np.bincount(which, minlength=n + 1)[1:]
+    total = np.bincount(which, weights=values, minlength=n + 1)[1:]
     peak = ndimage.maximum(amap, labels, index=np.arange(1, n + 1))
     boxes = ndimage.find_objects(labels)
     out = []

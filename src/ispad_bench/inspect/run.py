@@ -34,7 +34,8 @@ class Scored:
     seconds: dict = field(default_factory=dict)
 
 
-def _sync(device: str) -> None:
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA), so that timings are real."""
     if str(device).startswith("cuda"):
         import torch
 
@@ -91,7 +92,7 @@ def score_image(job: InspectJob, array: np.ndarray, scale: float, *, window: int
         batch = windows(array, chunk, window, scale)
         t1 = time.perf_counter()
         score, amap, model_in = forward(job, batch)
-        _sync(job.device)
+        synchronize(job.device)
         t2 = time.perf_counter()
         if amap is None:
             source = "window scores"
