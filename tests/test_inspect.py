@@ -377,3 +377,60 @@ def test_generated_scan_has_area_and_points_defects_under_its_mask():
     assert n >= 4 and groups == {"area", "points"}
     assert ((image[mask] >= 230) | (image[mask] <= 30)).all() and (image[~mask] > 40).all() and (image[~mask] < 220).all()
     np.testing.assert_array_equal(generate_scan(600, "ASM", seed=2)[0], image)  # seeded
+
+
+def test_gaps_between_footprints_take_the_nearest_covered_value():
+    """A stride wider than the footprint leaves gaps inside the image: filled from the nearest covered row/column."""
+    grid, fp = tiles.Grid.of(600, 300, stride=250), tiles.Footprint(16, 16, 224, 224)
+    b = blend.Blender(grid, fp)
+    values = np.arange(len(grid), dtype=np.float32)
+    b.add(grid.corners, np.broadcast_to(values[:, None, None], (len(grid), 224, 224)))
+    out = b.result()
+    assert list(grid.ys) == [0, 250, 344] and out.shape == (600, 300)
+    np.testing.assert_array_equal(out[250], out[239])  # rows 240-265 lie between footprints; 239 is nearest to 250
+    np.testing.assert_array_equal(out[260], out[266])
+    assert np.isfinite(out).all()
+
+
+def _anomalib_parser(subcommand: str):
+    from anomalib.cli import AnomalibCLI
+
+    cli = AnomalibCLI.__new__(AnomalibCLI)  # the parsers only, as ispad_bench.sweep.resolve.train_parser builds them
+    cli.parser = cli.init_parser()
+    cli.subcommand_parsers, cli.subcommand_method_arguments = {}, {}
+    cli.add_subcommands()
+    return cli.subcommand_parsers[subcommand]
+
+
+def test_config_predict_prints_a_config_anomalib_predict_accepts(padim_job, tmp_path, capsys):
+    import yaml
+
+    from ispad_bench.cli import main
+
+    assert main(["config", "--predict", str(padim_job)]) == 0
+    text = capsys.readouterr().out
+    config = yaml.safe_load(text)
+    assert "optimizer" not in config and config["ckpt_path"] == str((padim_job / "model.ckpt").resolve())
+    (tmp_path / "predict.yaml").write_text(text)
+    parser = _anomalib_parser("predict")
+    parsed = parser.parse_args(["--config", str(tmp_path / "predict.yaml")])
+    assert parsed.model.class_path == "anomalib.models.Padim"
+    with pytest.raises(SystemExit):  # the job's own config: "does not accept option 'optimizer'"
+        parser.parse_args(["--config", str(padim_job / "config.yaml")])
+    capsys.readouterr()
+    assert main(["config"]) == 2 and "--predict JOB_DIR" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_anomalib_predict_runs_the_printed_config(padim_job, tmp_path):
+    import subprocess
+    import sys
+
+    from ispad_bench.inspect.predict import predict_config
+    from ispad_bench.files import write_json
+
+    write_json(tmp_path / "predict.json", {**predict_config(padim_job), "default_root_dir": str(tmp_path / "out")})
+    anomalib = Path(sys.executable).with_name("anomalib")
+    proc = subprocess.run([str(anomalib), "predict", "--config", str(tmp_path / "predict.json")], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]

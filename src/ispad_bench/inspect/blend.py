@@ -75,9 +75,17 @@ class Blender:
             inv_c = np.where(self.cols > 0, 1.0 / np.maximum(self.cols, 1), 0.0).astype(np.float32)
             out *= inv_r[:, None]
             out *= inv_c[None, :]
-        r, c = _nearest_covered(self.rows), _nearest_covered(self.cols)
-        if r is not None:
-            out = out[r]
-        if c is not None:
-            out = out[:, c]
+        return _fill_uncovered(_fill_uncovered(out, self.rows, 0), self.cols, 1)
+
+
+def _fill_uncovered(out: np.ndarray, count: np.ndarray, axis: int) -> np.ndarray:
+    """Uncovered rows (``axis`` 0) or columns (1) take the nearest covered one: in place at the borders (the usual
+    case: a centre crop's margin), by indexing where footprints leave gaps inside the image."""
+    covered = np.flatnonzero(count)
+    lo, hi = int(covered[0]), int(covered[-1])
+    view = out if axis == 0 else out.T
+    if hi - lo + 1 == len(covered):  # one covered run: copy it outward
+        view[:lo] = view[lo]
+        view[hi + 1:] = view[hi]
         return out
+    return np.take(out, _nearest_covered(count), axis=axis)

@@ -59,17 +59,12 @@ def find_regions(amap: np.ndarray, threshold: float, pixel_size_mm: float | None
     labels, n = label(amap >= threshold)
     if n == 0:
         return [], labels
-    inside = labels > 0  # sums over region pixels only: a large map has few of them
-    which, values = labels[inside], amap[inside].astype(np.float64)
-    area = np.bincount(which, minlength=n + 1)[1:]
-    total = np.bincount(which, weights=values, minlength=n + 1)[1:]
-    peak = ndimage.maximum(amap, labels, index=np.arange(1, n + 1))
-    boxes = ndimage.find_objects(labels)
     out = []
-    for i, box in enumerate(boxes):
-        a = int(area[i])
+    for i, box in enumerate(ndimage.find_objects(labels)):  # each region within its box: one pass over the map
+        values = amap[box][labels[box] == i + 1]
+        a = int(values.size)
         out.append(Region(i + 1, box[0].start, box[1].start, box[0].stop, box[1].stop, a,
                           None if pixel_size_mm is None else a * pixel_size_mm ** 2,
-                          float(peak[i]), float(total[i] / a), group_guess(a)))
+                          float(values.max()), float(values.sum(dtype=np.float64) / a), group_guess(a)))
     out.sort(key=lambda r: (-r.max_score, r.index))
     return out, labels
