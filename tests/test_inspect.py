@@ -91,6 +91,18 @@ def test_regions_boxes_areas_scores_and_group_guess():
     assert regions.find_regions(amap, 1.0)[0] == []
 
 
+def test_labels_are_scipys_8_connected_components():
+    from scipy import ndimage
+
+    mask = np.random.default_rng(4).random((300, 200)) > 0.6
+    ours, n = regions.label(mask)
+    ref, n_ref = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    assert n == n_ref > 10
+    np.testing.assert_array_equal(ours > 0, ref > 0)
+    pairs = np.unique(np.stack([ours[mask], ref[mask]]), axis=1)  # a one-to-one relabelling
+    assert pairs.shape[1] == n and len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == n
+
+
 def test_line_metrics_on_a_constructed_case():
     """Four acquisitions: found (+1 false region), missed, fault-free with 2 false alarms, fault-free clean."""
     def case(pred_boxes, mask_boxes, flagged, shape=(100, 100)):

@@ -2,7 +2,8 @@
 
 The map is thresholded as the job's PRO thresholded its maps (``map >= threshold``, the image
 threshold applied to the map, §5.1); components are 8-connected like the ground-truth regions of
-AUPRO (MVTec's definition). The group guess follows the area/points split of the dataset builder:
+AUPRO (MVTec's definition), labelled with OpenCV (the same components as ``scipy.ndimage.label`` with
+a 3 x 3 structure, which the tests check, at a fraction of its time on 8k x 8k maps). The group guess follows the area/points split of the dataset builder:
 a region of at least :data:`AREA_MIN_PX` pixels is *area*, a smaller one *points*.
 """
 
@@ -15,7 +16,6 @@ import numpy as np
 # Regions of >= 1024 px (a 32 x 32 square) are "area" defects, smaller ones "points". Defined here once for
 # inspection; the dataset builder of issue 21 uses the same rule and should share this constant.
 AREA_MIN_PX = 1024
-EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 
 
 def group_guess(area_px: int | np.ndarray):
@@ -45,26 +45,31 @@ class Region:
 
 
 def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected component labels (int32, 0 = background) and their count."""
-    from scipy import ndimage
+    """8-connected component labels (int32, 0 = background, 1.. in raster order of first pixel) and their count.
 
-    return ndimage.label(mask, structure=EIGHT, output=np.int32)
+    OpenCV's labelling: 2-7x faster than ``scipy.ndimage.label`` on an 8k x 8k map (~0.2 s vs ~1 s)."""
+    import cv2
+
+    count, labels = cv2.connectedComponents(np.ascontiguousarray(mask, dtype=bool).view(np.uint8), connectivity=8,
+                                            ltype=cv2.CV_32S)
+    return labels, int(count) - 1
 
 
 def find_regions(amap: np.ndarray, threshold: float, pixel_size_mm: float | None = None) -> tuple[list[Region], np.ndarray]:
     """The regions of ``amap >= threshold`` (largest max score first) and the label image (1-based, in
     the order of labelling; ``Region.index`` is that label)."""
-    from scipy import ndimage
+    import cv2
 
-    labels, n = label(amap >= threshold)
-    if n == 0:
-        return [], labels
+    mask = np.ascontiguousarray(amap >= threshold).view(np.uint8)
+    if not mask.any():
+        return [], np.zeros(amap.shape, np.int32)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
     out = []
-    for i, box in enumerate(ndimage.find_objects(labels)):  # each region within its box: one pass over the map
-        values = amap[box][labels[box] == i + 1]
-        a = int(values.size)
-        out.append(Region(i + 1, box[0].start, box[1].start, box[0].stop, box[1].stop, a,
-                          None if pixel_size_mm is None else a * pixel_size_mm ** 2,
+    for i in range(1, count):  # each region within its box: one pass over the map in all
+        x0, y0, w, h, a = (int(v) for v in stats[i])
+        box = (slice(y0, y0 + h), slice(x0, x0 + w))
+        values = amap[box][labels[box] == i]
+        out.append(Region(i, y0, x0, y0 + h, x0 + w, a, None if pixel_size_mm is None else a * pixel_size_mm ** 2,
                           float(values.max()), float(values.sum(dtype=np.float64) / a), group_guess(a)))
     out.sort(key=lambda r: (-r.max_score, r.index))
     return out, labels
