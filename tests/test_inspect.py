@@ -263,6 +263,19 @@ def test_constant_model_gives_a_constant_map_and_a_mapless_one_its_window_grid()
     np.testing.assert_array_equal((grid.amap >= 0.1)[16:-16, 16:-16], union[16:-16, 16:-16])
 
 
+def test_rgb_acquisition_of_a_line_scan_modality():
+    """LSM windows are RGB (§3.2.2): the channels reach the model as read, and the planted defects are found."""
+    from dataclasses import replace
+
+    plate, planted = _plate()
+    rgb = np.stack([plate, plate, plate], axis=-1)
+    job = replace(_job("bright"), modality=Modality.LSM1)
+    scored = run.score_image(job, rgb, 255.0)
+    gray = run.score_image(_job("bright"), plate, 255.0)
+    np.testing.assert_allclose(scored.amap, gray.amap, atol=1e-6)
+    assert len(regions.find_regions(scored.amap, 0.1)[0]) == len(planted)
+
+
 def test_small_image_is_padded_and_cut_back():
     plate, _ = _plate(180, 300)
     scored = run.score_image(_job("bright"), plate, 255.0)
