@@ -267,7 +267,8 @@ def test_rgb_acquisition_of_a_line_scan_modality():
     """LSM windows are RGB (§3.2.2): the channels reach the model as read, and the planted defects are found."""
     from dataclasses import replace
 
-    plate, planted = _plate()
+    plate, planted = _plate(600, 1000)
+    planted = [p for p in planted if p[0] + p[2] <= 600 and p[1] + p[3] <= 1000]  # two of the three fit
     rgb = np.stack([plate, plate, plate], axis=-1)
     job = replace(_job("bright"), modality=Modality.LSM1)
     scored = run.score_image(job, rgb, 255.0)
