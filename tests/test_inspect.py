@@ -166,6 +166,7 @@ def test_reading_checks_channels_depth_and_files(tmp_path):
     ("oracle", {"threshold": 0.4}, (0.4, "oracle")),
     ("validation", {"threshold": 0.5}, (0.5, "validation")),
     (0.25, {"threshold": 0.25}, (0.25, "fixed")),
+    ("0.25", {"threshold": 0.25}, (0.25, "fixed")),
     ("cross_fit", {"threshold": None, "threshold_a": 0.2, "threshold_b": 0.4}, (pytest.approx(0.3), "cross_fit")),
 ])
 def test_threshold_is_the_records(mode, metrics_, expected):

@@ -97,7 +97,7 @@ def record_threshold(record: dict, override: float | None = None, where: str = "
                          f"mean of the two cross-fitted thresholds {float(a):.6g} and {float(b):.6g}")
     if value is None or not math.isfinite(float(value)):
         raise JobError(f"{where}: no finite image threshold in its metrics: pass --threshold")
-    origin = mode if isinstance(mode, str) else "fixed"
+    origin = mode if mode in ("oracle", "validation") else "fixed"  # a number (or a number as text)
     notes = {"oracle": "F1-optimal on the job's test set (the paper's protocol, §4.3.6)",
              "validation": "F1-optimal on the job's validation set"}
     return Threshold(float(value), origin, notes.get(origin, "the evaluator's fixed threshold"))
