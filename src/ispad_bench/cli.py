@@ -18,6 +18,7 @@ COMMANDS = (
     "ispad_bench.sweep.cli",  # sweep, methods, config
     "ispad_bench.report.cli",  # report
     "ispad_bench.models.cli",  # weights fetch | check
+    "ispad_bench.inspect.cli",  # inspect
 )
 
 

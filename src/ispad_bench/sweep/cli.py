@@ -71,7 +71,9 @@ def add_parser(subparsers) -> None:
 
     config = subparsers.add_parser("config", help="print the complete resolved config a sweep job would run",
                                    description="Unknown --a.b.c value arguments are config overrides.")
-    config.add_argument("method", help="configs/ folder name, Anomalib model name, or a dotted class path")
+    config.add_argument("method", nargs="?", help="configs/ folder name, Anomalib model name, or a dotted class path")
+    config.add_argument("--predict", type=Path, metavar="JOB_DIR",
+                        help="print a finished job's config as `anomalib predict --config` accepts it (docs/inspect.md)")
     config.add_argument("--modality", default="LSM-1")
     config.add_argument("--profile", default="paper")
     config.add_argument("--seed", type=int, default=0)
@@ -359,6 +361,13 @@ def main_methods(args) -> int:
 def main_config(args) -> int:
     import sys
 
+    if args.predict is not None:
+        from ispad_bench.inspect.predict import main_predict_config
+
+        return main_predict_config(args.predict)
+    if args.method is None:
+        print("config: give a METHOD, or --predict JOB_DIR", file=sys.stderr)
+        return 2
     from ispad_bench.sweep import grid
     from ispad_bench.sweep.resolve import resolve
 
