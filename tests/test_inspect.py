@@ -353,6 +353,20 @@ def test_inspect_command_writes_overlay_map_regions_and_metrics(padim_job, tmp_p
     assert line["values"]["detection_rate"]["value"] in (0.0, 1.0) and "false_alarms_per_m2" in line["values"]
     assert "line metrics over 2 acquisitions" in captured.out
 
+    import shutil  # an inspection folder inside a sweep: the report shows its line metrics
+
+    from ispad_bench.report.write import report_is_current, write_report
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(out, sweep / "inspections" / "plate")
+    write_report(sweep)  # no records: tables and the stamp, no figures
+    tables = (sweep / "tables.md").read_text()
+    assert "## Full acquisitions (`ispad-bench inspect`)" in tables and "`inspections/plate`" in tables
+    assert f"| detection_rate | {line['values']['detection_rate']['value']:.3f} |" in tables
+    assert report_is_current(sweep)
+    (sweep / "inspections" / "plate" / "inspection.json").touch()  # a new inspection makes the report stale
+    assert not report_is_current(sweep)
+
 
 def test_inspect_command_one_line_errors(padim_job, tmp_path, capsys):
     import shutil

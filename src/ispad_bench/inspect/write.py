@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from ispad_bench.files import atomic_write_bytes, write_json
+from ispad_bench.sweep import records
 from ispad_bench.inspect.regions import Region
 
 OVERLAY_MAX_SIDE = 2048  # overlays of larger acquisitions are downscaled to this longest side
 REGIONS_CSV = "regions.csv"
-INSPECTION_JSON = "inspection.json"
+INSPECTION_JSON = records.INSPECTION  # the report finds inspections inside a sweep by this name
 CSV_FIELDS = ("image", "region", "y0", "x0", "y1", "x1", "area_px", "area_mm2", "max_score", "mean_score", "group",
               "overlaps_mask")
 

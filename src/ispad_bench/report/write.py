@@ -11,13 +11,13 @@ from pathlib import Path
 
 from ispad_bench.files import atomic_write_bytes, read_json, write_json
 from ispad_bench.report.load import load_records, other_root_runs
-from ispad_bench.sweep.records import BOOTSTRAP, LOG, PREDICTIONS, RECORD, SPEC
+from ispad_bench.sweep.records import BOOTSTRAP, INSPECTION, LOG, PREDICTIONS, RECORD, SPEC
 
 # What the report writes into a sweep folder (figures go to ``figures/``).
 FILES = {"md": "tables.md", "csv": "tables.csv", "tex": "tables.tex", "html": "report.html"}
 FIGURES = "figures"
 STAMP = ".report.json"  # what the last report was made from (:func:`inputs_digest`): a sweep with nothing new skips it
-READ = (RECORD, SPEC, PREDICTIONS, BOOTSTRAP)  # the job-folder files the report reads
+READ = (RECORD, SPEC, PREDICTIONS, BOOTSTRAP, INSPECTION)  # the files below a sweep folder the report reads
 
 
 def inputs_digest(runs_dir: Path) -> str:
@@ -70,7 +70,7 @@ def unreadable_message(runs_dir: Path) -> str | None:
 
 def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = True) -> dict[str, Path]:
     """Write tables (md/csv/tex), figures and report.html for the records under ``runs_dir``; returns the paths."""
-    from ispad_bench.report import html, tables
+    from ispad_bench.report import html, inspections, tables
 
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir else runs_dir
@@ -78,7 +78,8 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, figures: bool = Tr
     df, failed = tables.summarise(runs_dir)
     replaced = other_root_runs(runs_dir)
     paths = {kind: out_dir / FILES[kind] for kind in ("md", "csv", "tex")}
-    atomic_write_bytes(paths["md"], tables.to_markdown(df, failed, replaced).encode())
+    section = inspections.to_markdown(runs_dir)  # `ispad-bench inspect` folders inside the sweep
+    atomic_write_bytes(paths["md"], "\n".join([tables.to_markdown(df, failed, replaced).rstrip("\n"), "", *section]).encode())
     atomic_write_bytes(paths["csv"], df.to_csv(index=False).encode())
     atomic_write_bytes(paths["tex"], tables.to_latex(df).encode())
     if figures and len(df):

@@ -18,6 +18,7 @@ CONFIG = "config.yaml"  # the resolved config (``anomalib train --config <job>/c
 LOG = "log.txt"  # the job process's stdout and stderr
 PREDICTIONS = "predictions.npz"  # per-image scores/labels/groups and a few maps (figures, DeLong)
 BOOTSTRAP = "bootstrap.npz"  # bootstrap replicates per metric (intervals, paired tests)
+INSPECTION = "inspection.json"  # an `ispad-bench inspect` output folder (inside a sweep: the report shows it)
 MODEL = "model.ckpt"  # the tested model without optimizer state or rebuilt tensors (--keep model|all; models/keep.py)
 ANOMALIB = "anomalib"  # Anomalib's own output folder (checkpoints, images with --save-images)
 LOCK = ".lock"  # the job lock: held by the process running an attempt (pid, attempt id)
