@@ -14,15 +14,27 @@ batch share a block (1 for batch 32, block 64, window 2048); neighbours in
 the file (often patches of the same source image) therefore land in the same *window* but rarely
 in the same batch. A larger window mixes better but costs memory (one uint8 window per worker).
 
-Workers: each DataLoader worker opens its own h5py handle lazily (h5py handles must not cross a
-fork) and caches the windows it is reading. :class:`StreamSampler` deals whole windows to
-workers so each window is read once; the *set* of batches of an epoch does not depend on
-``num_workers``, the order in which they arrive does.
+Reading: where the images lie unfiltered in the file (uncompressed, contiguous or in chunks of whole
+patches: the generator's streams), each batch reads its own patches straight from a memory map of
+the file (:mod:`.slots`), and a window is only a list of indices. Batches are then independent, and
+:class:`StreamSampler` yields them in their global order for any ``num_workers``: the same seed gives
+the same batches in the same order with 0, 2 or 16 workers. Otherwise (compressed or oddly chunked
+data) a window is read with h5py as a few sorted contiguous runs of whole chunks, each worker opens
+its own h5py handle lazily (h5py handles must not cross a fork) and caches the windows it is
+reading, and the sampler deals whole windows to workers so each window is read once; the *set* of
+batches of an epoch then does not depend on ``num_workers``, the order in which they arrive does.
+
+Work per batch, in the worker (``augment_on: worker``): every patch goes through
+:class:`~ispad_bench.data.augment.PatchPipeline` on its own (uint8 in, the §4.2-preprocessed float
+patch out, written once into shared memory). :func:`init_worker` limits each worker to one thread
+in OpenCV, torch and BLAS: with their default pools (one thread per core) in every worker, workers
+oversubscribe the cores and two did not beat zero.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -31,9 +43,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from ispad_bench.data.augment import AFFINE_P, BLUR_KERNEL, BLUR_SIGMA, AugmentParams, augment, preprocess, sample_params
+from ispad_bench.data.augment import AFFINE_P, AugmentParams, PatchPipeline, augment, preprocess, sample_params
 from ispad_bench.data.hdf5 import StreamLayout
 from ispad_bench.data.modality import PATCH_SIZE, Modality
+from ispad_bench.data.ring import BatchRing, shared_empty
+from ispad_bench.data.slots import PatchSlots, patch_slots
 
 
 def _seed(*keys: int) -> int:
@@ -78,6 +92,7 @@ class StreamConfig:
     read_masks: bool
     augment_in_worker: bool
     real_only: bool = False  # every synthetic-defect patch replaced by a real defect (baseline of ref [35])
+    direct_read: bool = True  # per-batch reads from the file's bytes where the layout allows (data/slots.py)
 
 
 class _Handle:
@@ -99,8 +114,13 @@ class StreamBatches(Dataset):
     """Map-style dataset whose item ``(p, j, i)`` is one complete training batch (a dict).
 
     ``real`` is the selected real-defect pool as a uint8 tensor (M, 1, 512, 512), ``real_ids``
-    their names; with an empty pool no patch is replaced.
+    their names; with an empty pool no patch is replaced. ``per_batch`` tells whether batches are
+    read on their own (:mod:`.slots`) or from shared shuffle windows. ``ring`` (set by the datamodule
+    for a loader with workers) gives each worker reusable shared output buffers (:mod:`.ring`); a
+    batch written into one carries its token as ``batch["slot"]``.
     """
+
+    ring: BatchRing | None = None
 
     def __init__(self, cfg: StreamConfig, labels: np.ndarray, real: torch.Tensor, real_ids: list[str]):
         self.cfg, self.labels, self.real, self.real_ids = cfg, labels, real, real_ids
@@ -108,6 +128,8 @@ class StreamBatches(Dataset):
         self.augmentations = None  # set by AnomalibDataModule; the stream has its own pipeline
         self._handle = _Handle(cfg.layout)
         self._cache: dict[tuple[int, int], tuple] = {}
+        self.slots, self.mask_slots = self._find_slots() if cfg.direct_read else (None, None)
+        self.per_batch = self.slots is not None
         n_items = len(cfg.train_blocks) * cfg.block
         last = cfg.layout.length % cfg.block
         if last and (cfg.layout.length - 1) // cfg.block in set(cfg.train_blocks.tolist()):
@@ -122,6 +144,15 @@ class StreamBatches(Dataset):
             raise ValueError(
                 f"{cfg.layout.path}: {n_items} training patches do not fill one batch of {cfg.batch_size}"
             )
+
+    def _find_slots(self) -> tuple[PatchSlots | None, PatchSlots | None]:
+        """Direct per-patch access to images (and masks, if read) where every dataset read allows it."""
+        with h5py.File(self.cfg.layout.path, "r") as f:
+            images = patch_slots(f[self.cfg.layout.images_key], (PATCH_SIZE, PATCH_SIZE))
+            masks = patch_slots(f[self.cfg.layout.masks_key], (PATCH_SIZE, PATCH_SIZE)) if self.cfg.read_masks else None
+        if images is None or (self.cfg.read_masks and masks is None):
+            return None, None
+        return images, masks
 
     # -- order -------------------------------------------------------------------------------
     def pass_sequence(self, p: int) -> np.ndarray:
@@ -140,18 +171,21 @@ class StreamBatches(Dataset):
         return p, j, r - j * full
 
     def _window(self, p: int, j: int) -> tuple:
+        """``(shuffled indices, their rows in the window's arrays, images, masks)``; the last three are
+        None when batches are read on their own."""
         key = (p, j)
         if key not in self._cache:
             cfg = self.cfg
             items = self.pass_sequence(p)[j * cfg.window : (j + 1) * cfg.window]
-            order = np.sort(items)
-            f = self._handle.get()
-            images = read_sorted(f[cfg.layout.images_key], order).reshape(len(order), 1, PATCH_SIZE, PATCH_SIZE)
-            masks = None
-            if cfg.read_masks:
-                masks = read_sorted(f[cfg.layout.masks_key], order).reshape(len(order), PATCH_SIZE, PATCH_SIZE)
             shuffled = np.random.default_rng(_seed(cfg.seed, p, j, 1)).permutation(items)
-            rows = np.searchsorted(order, shuffled)
+            rows = images = masks = None
+            if not self.per_batch:
+                order = np.sort(items)
+                f = self._handle.get()
+                images = read_sorted(f[cfg.layout.images_key], order).reshape(len(order), PATCH_SIZE, PATCH_SIZE)
+                if cfg.read_masks:
+                    masks = read_sorted(f[cfg.layout.masks_key], order).reshape(len(order), PATCH_SIZE, PATCH_SIZE)
+                rows = np.searchsorted(order, shuffled)
             if len(self._cache) >= 2:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = (shuffled, rows, images, masks)
@@ -166,7 +200,7 @@ class StreamBatches(Dataset):
         p, j, i = self.locate(key) if isinstance(key, (int, np.integer)) else key
         shuffled, rows, images, masks = self._window(p, j)
         sel = slice(i * cfg.batch_size, (i + 1) * cfg.batch_size)
-        idx, r = shuffled[sel], rows[sel]
+        idx = shuffled[sel]
         gen = torch.Generator().manual_seed(_seed(cfg.seed, p, j, i, 2))
         n = len(idx)
         if cfg.real_only:  # no synthetic defect remains: real defects oversampled to the stream's defect share
@@ -183,18 +217,105 @@ class StreamBatches(Dataset):
         sources = [f"stream:{k}" for k in idx.tolist()]
         for pos, c in zip(positions.tolist(), choice.tolist()):
             sources[pos] = f"real:{self.real_ids[c]}"
-        raw = {
-            "stream": torch.from_numpy(images[r]),
-            "mask": torch.from_numpy(masks[r]) if masks is not None else None,
-            "label": torch.from_numpy(self.labels[idx].astype(np.bool_)),
+        if self.per_batch:
+            patches = [self.slots.patch(k) for k in idx.tolist()]
+            mask_patches = [self.mask_slots.patch(k) for k in idx.tolist()] if cfg.read_masks else None
+        else:
+            r = rows[sel].tolist()
+            patches = [images[q] for q in r]
+            mask_patches = [masks[q] for q in r] if masks is not None else None
+        label = torch.from_numpy(self.labels[idx].astype(np.bool_))
+        real = [self.real[c, 0].numpy() for c in choice.tolist()] if len(positions) else []
+        token = self.ring.acquire() if self.ring is not None else None
+        alloc = _allocator(self.ring, token)
+        if cfg.augment_in_worker:
+            done = _finish_cpu(patches, mask_patches, label, positions, real, real_params, stream_params,
+                               cfg.modality.brightness_factor, sources, alloc)
+            done["slot"] = token
+            return done
+        return {
+            "stream": _stack(patches, alloc),
+            "mask": torch.from_numpy(np.stack(mask_patches)) if mask_patches is not None else None,
+            "label": label,
             "real": self.real[choice] if len(positions) else torch.zeros(0, 1, 1, 1, dtype=torch.uint8),
             "positions": positions,
             "real_params": real_params,
             "stream_params": stream_params,
             "source": sources,
             "brightness_factor": cfg.modality.brightness_factor,
+            "slot": token,
         }
-        return finish_batch(raw) if cfg.augment_in_worker else raw
+
+
+def _allocator(ring: BatchRing | None, token):
+    """``alloc(name, shape, dtype)`` for a batch's large outputs: the ring slot's buffers where a slot
+    was taken; else in a worker a fresh shared tensor (the batch then crosses to the main process
+    without a copy, as with torch's default collate); in the main process ``torch.empty``."""
+    if token is not None:
+        return lambda name, shape, dtype: ring.buffer(token, name, shape, dtype)
+    if get_worker_info() is not None:
+        return lambda name, shape, dtype: shared_empty(shape, dtype)
+    return lambda name, shape, dtype: torch.empty(shape, dtype=dtype)
+
+
+def _stack(patches: list[np.ndarray], alloc) -> torch.Tensor:
+    out = alloc("stream", (len(patches), 1, PATCH_SIZE, PATCH_SIZE), torch.uint8)
+    o = out.numpy()
+    for k, x in enumerate(patches):
+        o[k, 0] = x
+    return out
+
+
+_local = threading.local()
+
+
+def _pipeline(brightness_factor: float) -> PatchPipeline:
+    """This thread's :class:`PatchPipeline` (scratch buffers are per thread)."""
+    cache = _local.__dict__.setdefault("pipelines", {})
+    if brightness_factor not in cache:
+        cache[brightness_factor] = PatchPipeline(brightness_factor)
+    return cache[brightness_factor]
+
+
+def _finish_cpu(patches: list[np.ndarray], mask_patches: list[np.ndarray] | None, label: torch.Tensor,
+                positions: torch.Tensor, real: list[np.ndarray], real_params: AugmentParams,
+                stream_params: AugmentParams | None, bf: float, sources: list[str], alloc=None) -> dict:
+    """:func:`finish_batch` on the CPU from per-patch uint8 arrays (H, W): the same result, one patch at a
+    time through :class:`PatchPipeline`, written once into the output batch (from ``alloc``)."""
+    n = len(patches)
+    size = patches[0].shape[-1] if n else PATCH_SIZE
+    alloc = alloc or _allocator(None, None)
+    image = alloc("image", (n, 1, size, size), torch.float32)
+    o = image.numpy()
+    pipe = _pipeline(bf)
+    replaced = dict(zip(positions.tolist(), range(len(positions))))
+    if replaced:
+        real_maps = PatchPipeline.maps(real_params, real[0].shape[-1], size)
+        real_b, real_c = PatchPipeline.factors(real_params)
+    if stream_params is not None:
+        maps = PatchPipeline.maps(stream_params, size, size)
+        bright, contrast = PatchPipeline.factors(stream_params)
+    for k in range(n):
+        q = replaced.get(k)
+        if q is not None:
+            pipe.augmented(real[q], real_maps[q], real_b[q], real_c[q], o[k, 0])
+        elif stream_params is not None:
+            pipe.augmented(patches[k], maps[k], bright[k], contrast[k], o[k, 0])
+        else:
+            pipe.plain(patches[k], o[k, 0])
+    mask = None
+    if mask_patches is not None:
+        mask = torch.from_numpy(np.stack(mask_patches) > 127)
+        mask[positions] = False
+        if stream_params is not None:
+            mask = _geometric_mask(mask, stream_params)
+    label = label.clone()
+    label[positions] = True
+    injected = torch.zeros_like(label)
+    injected[positions] = True
+    if get_worker_info() is not None:  # tiny arrays travel inline; as tensors each would cost its own
+        label, injected = label.numpy(), injected.numpy()  # shared segment and file-descriptor hand-over
+    return {"image": image, "gt_label": label, "gt_mask": mask, "injected": injected, "source": sources}
 
 
 def finish_batch(raw: dict) -> dict:
@@ -203,16 +324,27 @@ def finish_batch(raw: dict) -> dict:
     Returns ``image`` float (n, 1, 256, 256), ``gt_label`` bool (n,), ``gt_mask`` bool (n, 256, 256)
     or None, ``injected`` bool (n,), ``source`` (``stream:<index>`` / ``real:<group>/<id>``).
     Injected real defects carry no pixel annotation (§3.2: weak labels); their mask is all False.
+    A batch finished in a worker comes back with ``gt_label``/``injected`` as tensors again.
+    uint8 batches on the CPU go through :class:`PatchPipeline` patch by patch (what the workers do);
+    other devices and dtypes through the batched tensor functions (same parameters, same patches up
+    to float rounding).
     """
-    if "image" in raw:  # already finished in the worker
+    if "image" in raw:  # already finished in the worker (which sends labels as numpy arrays)
+        if isinstance(raw["gt_label"], np.ndarray):
+            raw = {**raw, "gt_label": torch.from_numpy(raw["gt_label"]), "injected": torch.from_numpy(raw["injected"])}
         return raw
     x = raw["stream"]
     bf = raw["brightness_factor"]
     mask = raw["mask"]
+    positions = raw["positions"].to(x.device)
+    if x.device.type == "cpu" and x.dtype == torch.uint8 and raw["real"].dtype == torch.uint8:
+        masks = list(mask.numpy()) if mask is not None else None
+        real = [r[0].numpy() for r in raw["real"]] if len(positions) else []
+        return _finish_cpu([p[0].numpy() for p in x], masks, raw["label"], positions, real, raw["real_params"],
+                           raw["stream_params"], bf, raw["source"])
     if mask is not None:
         mask = mask > 127
     label = raw["label"].clone()
-    positions = raw["positions"].to(x.device)
     real = None
     if len(positions):
         real = augment(raw["real"].to(x.device).float().div_(255), raw["real_params"], out_size=x.shape[-1])
@@ -221,46 +353,15 @@ def finish_batch(raw: dict) -> dict:
             mask[positions] = False
     injected = torch.zeros_like(label)
     injected[positions] = True
-    if raw["stream_params"] is None and x.device.type == "cpu":
-        image = _preprocess_cpu(x, bf, positions, real)
-    else:
-        x = x.float().div_(255)
-        if raw["stream_params"] is not None:
-            x = augment(x, raw["stream_params"])
-            if mask is not None:
-                mask = _geometric_mask(mask, raw["stream_params"])
-        if real is not None:
-            x[positions] = real
-        image = preprocess(x, bf)
-    return {"image": image, "gt_label": label, "gt_mask": mask, "injected": injected, "source": raw["source"]}
-
-
-_KERNEL = cv2.getGaussianKernel(BLUR_KERNEL, BLUR_SIGMA, cv2.CV_64F).ravel()
-
-
-def _preprocess_cpu(stream: torch.Tensor, bf: float, positions: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
-    """§4.2 preprocessing of uint8 stream patches, one patch at a time (cache-friendly, ~4x faster
-    than whole-batch tensor ops): conversion, brightness and clipping through a lookup table, then
-    the same 3x3 Gaussian as :func:`gaussian_blur` (for ``bf == 1`` conversion and blur are one
-    ``sepFilter2D``). Output lands in shared memory when called in a DataLoader worker."""
-    n, _, h, w = stream.shape
-    out = torch.empty(n, 1, h, w)
-    if get_worker_info() is not None:
-        out.share_memory_()  # the worker's result then crosses to the main process without a copy
-    o, u = out.numpy(), stream.numpy()
-    lut = np.minimum(np.arange(256, dtype=np.float32) * np.float32(bf / 255), 1).astype(np.float32)
-    replaced = dict(zip(positions.tolist(), range(len(positions))))
+    x = x.float().div_(255)
+    if raw["stream_params"] is not None:
+        x = augment(x, raw["stream_params"])
+        if mask is not None:
+            mask = _geometric_mask(mask, raw["stream_params"])
     if real is not None:
-        real = preprocess(real, bf).numpy()
-    for i in range(n):
-        if i in replaced:
-            o[i, 0] = real[replaced[i], 0]
-        elif bf == 1:
-            cv2.sepFilter2D(u[i, 0], cv2.CV_32F, _KERNEL / 255, _KERNEL, dst=o[i, 0], borderType=cv2.BORDER_REFLECT_101)
-        else:
-            cv2.sepFilter2D(np.take(lut, u[i, 0]), cv2.CV_32F, _KERNEL, _KERNEL, dst=o[i, 0],
-                            borderType=cv2.BORDER_REFLECT_101)
-    return out
+        x[positions] = real
+    image = preprocess(x, bf)
+    return {"image": image, "gt_label": label, "gt_mask": mask, "injected": injected, "source": raw["source"]}
 
 
 def _geometric_mask(mask: torch.Tensor, params: AugmentParams) -> torch.Tensor:
@@ -269,16 +370,32 @@ def _geometric_mask(mask: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     return geometric(mask[:, None].float(), params, mode="nearest")[:, 0] > 0.5
 
 
+def init_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: OpenCV and torch run single-threaded in each worker.
+
+    A forked worker inherits OpenCV's pool size (one thread per core); torch sets its own to 1. With
+    ``num_workers`` processes each running per-patch OpenCV calls on a full pool, the threads contend for
+    the same cores, so two workers did not beat zero. The workers are the parallelism.
+    ``cv2.setNumThreads(0)`` (run sequentially) rather than 1: resizing the pool in a forked child whose
+    parent had used it waits forever on the parent's condition variables (OpenCV 4-5, pthreads
+    backend); 0 leaves the pool alone. numpy's BLAS is not on this path.
+    """
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
+
+
 class StreamSampler(Sampler):
     """Yields the ``(pass, window, batch)`` keys of one epoch; Lightning calls :meth:`set_epoch`.
 
     Epoch ``e`` covers global batches ``[e*S, (e+1)*S)`` with ``S = steps_per_epoch`` (default: one
-    pass). Windows are dealt round-robin to ``lanes`` (= DataLoader workers) and the lanes
+    pass). Batches read on their own (``data.per_batch``) come in global order, whatever ``lanes``.
+    Otherwise windows are dealt round-robin to ``lanes`` (= DataLoader workers) and the lanes
     interleaved, so worker ``w`` receives every batch of its windows (each window is read once).
     """
 
     def __init__(self, data: StreamBatches, steps_per_epoch: int | None, lanes: int):
-        self.data, self.lanes = data, max(1, lanes)
+        self.data = data
+        self.lanes = 1 if getattr(data, "per_batch", False) else max(1, lanes)
         self.steps = steps_per_epoch or data.batches_per_pass
         self.epoch = 0
 
@@ -339,4 +456,4 @@ def keep_batch(batch):
 
 
 __all__ = ["AFFINE_P", "HeldOutStream", "StreamBatches", "StreamConfig", "StreamSampler", "finish_batch",
-           "keep_batch", "read_sorted"]
+           "init_worker", "keep_batch", "read_sorted"]

@@ -45,9 +45,18 @@ from ispad_bench.data.hdf5 import (
 from ispad_bench.data.layout import DEFECT_GROUPS, GROUPS, modality_dir
 from ispad_bench.data.modality import REAL_DEFECT_SIZE, Modality
 from ispad_bench.data.real_ids import listed_ids
-from ispad_bench.data.stream import HeldOutStream, StreamBatches, StreamConfig, StreamSampler, finish_batch, keep_batch
+from ispad_bench.data.ring import BatchRing, hand_back
+from ispad_bench.data.stream import (
+    HeldOutStream,
+    StreamBatches,
+    StreamConfig,
+    StreamSampler,
+    block_length,
+    finish_batch,
+    init_worker,
+    keep_batch,
+)
 from ispad_bench.errors import BadArgument, MissingDataError
-from ispad_bench.data.stream import block_length
 
 logger = logging.getLogger(__name__)
 
@@ -345,25 +354,37 @@ class ISPADSupervised(AnomalibDataModule):
     # -- loaders -------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         sampler = StreamSampler(self.train_data, self.steps_per_epoch, self.num_workers)
+        prefetch = 4 if self.num_workers > 0 else None
+        # per worker: `prefetch` batches in flight, one held by Lightning's fetcher, one being released
+        self.train_data.ring = BatchRing(self.num_workers, prefetch + 3) if self.num_workers > 0 else None
         return DataLoader(
             self.train_data,
             batch_size=None,
             sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=keep_batch,
+            worker_init_fn=init_worker,
             persistent_workers=self.num_workers > 0,
-            prefetch_factor=4 if self.num_workers > 0 else None,
+            prefetch_factor=prefetch,
         )
 
     def val_dataloader(self) -> DataLoader:
         if self.val_mode == "from_stream":
-            return DataLoader(self.val_data, batch_size=None, num_workers=self.num_workers, collate_fn=keep_batch)
+            return DataLoader(self.val_data, batch_size=None, num_workers=self.num_workers, collate_fn=keep_batch,
+                              worker_init_fn=init_worker)
         return super().val_dataloader()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
-        """Stream batches (dicts) become Anomalib ``ImageBatch``es, augmented here if ``augment_on: device``."""
+        """Stream batches (dicts) become Anomalib ``ImageBatch``es, augmented here if ``augment_on: device``.
+
+        A batch that a worker wrote into its reusable shared buffers (``batch["slot"]``, :mod:`.ring`)
+        hands them back here; the worker reuses them once nothing references them any more.
+        """
         if isinstance(batch, dict) and ("stream" in batch or "image" in batch):
-            return to_image_batch(finish_batch(batch))
+            done = finish_batch(batch)
+            if batch.get("slot") is not None:
+                hand_back(batch["slot"], [batch[k] for k in ("image", "stream") if isinstance(batch.get(k), torch.Tensor)])
+            return to_image_batch(done)
         return batch
 
 
