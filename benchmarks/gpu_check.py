@@ -88,7 +88,7 @@ def fit_row(name: str, record: dict) -> dict:
     batch = (record.get("config") or {}).get("data", {}).get("init_args", {}).get("train_batch_size")
     step, wait, n = t.get("fit_step_s"), t.get("fit_data_wait_s") or 0.0, t.get("fit_batches") or 0
     per_batch = (step + wait / n) if step and n else None
-    return {"run": name, "status": record.get("status"), "batches": n, "s_per_step": step,
+    return {"run": name, "status": record.get("status"), "batches": n, "images": n * (batch or 0), "s_per_step": step,
             "data_wait_share": t.get("fit_data_wait_share"),
             "images_per_s": batch / per_batch if batch and per_batch else None,
             "peak_gpu_GiB": t["peak_gpu_bytes"] / GiB if t.get("peak_gpu_bytes") else None,
@@ -117,7 +117,7 @@ def stage_packing(args, data: Path, work: Path) -> list[dict]:
         out = work / f"packed{per_device}"
         wall = sweep(args, out, data, "supervised", [], seeds="0,1,2,3", per_device=per_device)
         recs = records(out)
-        images = sum(r["batches"] * 32 for r in (fit_row("", x) for x in recs) if r["batches"])
+        images = sum(fit_row("", x)["images"] for x in recs)
         rows.append({"jobs_per_device": per_device, "jobs": len(recs), "ok": sum(r.get("status") == "ok" for r in recs),
                      "oom_retries": sum(bool(r.get("retry_of")) for r in recs), "wall_s": wall,
                      "train_images_per_s": images / wall if wall else None})

@@ -112,3 +112,41 @@ def test_warm_start_loads_the_parents_weights_exactly_and_names_a_mismatch(tmp_p
         keep.warm_start(other, tmp_path / "extra.ckpt")
     with pytest.raises(keep.KeptModelError, match="--keep none"):
         keep.warm_start(other, tmp_path)
+
+
+def test_warm_start_through_a_fit_trains_from_the_parents_weights(tiny_root, tmp_path):
+    """Through Lightning's fit (the hook the sweep uses): the weights at the first optimiser step are the
+    parent's, to the bit, and the module reports what it loaded."""
+    from lightning.pytorch import Callback, Trainer
+
+    from ispad_bench.data import ISPADSupervised
+    from ispad_bench.models import MixedSupervised
+
+    torch.manual_seed(1)
+    parent = MixedSupervised(pre_trained=False, image_size=16)
+    with torch.no_grad():
+        for p in parent.model.parameters():
+            p.add_(0.01)  # "trained": differs everywhere from a fresh build
+    job = tmp_path / "parent"
+    job.mkdir()
+    torch.save({"state_dict": parent.state_dict()}, job / keep.MODEL_FILE)
+    expected = keep.digests(parent.model.state_dict())
+
+    seen = []
+
+    class FirstStep(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if not seen:
+                seen.append(keep.digests(pl_module.model.state_dict()))
+
+    torch.manual_seed(2)
+    child = MixedSupervised(pre_trained=False, image_size=16, warm_start=str(job), early_stopping_patience=0)
+    assert keep.digests(child.model.state_dict()) != expected
+    data = ISPADSupervised(root=tiny_root, modality="ASM", train_batch_size=2, eval_batch_size=2, num_workers=0,
+                           steps_per_epoch=1, seed=0)
+    trainer = Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", callbacks=[FirstStep()])
+    trainer.fit(child, datamodule=data)
+    assert trainer.global_step == 1, trainer.global_step
+    assert seen == [expected]
+    assert child.warm_started["checkpoint"].endswith(keep.MODEL_FILE) and child.warm_started["parent_key"] is None

@@ -119,6 +119,7 @@ def warm_start(module, source) -> dict[str, Any]:
     """Load the trained weights of ``source`` (a checkpoint, or a sweep job folder holding :data:`MODEL_FILE`)
     into ``module`` before training; strict: a missing, extra or differently shaped tensor is an error naming
     the first one. Returns what the record keeps: the file, its sha256 and the parent job's key."""
+    import io
     import json
     from pathlib import Path
 
@@ -128,8 +129,8 @@ def warm_start(module, source) -> dict[str, Any]:
     path = path / MODEL_FILE if path.is_dir() else path
     if not path.is_file():
         raise KeptModelError(f"warm_start {source}: no checkpoint there (a sweep job run with `--keep none` keeps none)")
-    raw = path.read_bytes()
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    raw = path.read_bytes()  # read once: the bytes hashed are the bytes loaded
+    checkpoint = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
     restore(module, checkpoint)
     state, own = checkpoint.get("state_dict", {}), module.state_dict()
     for key in sorted(set(state) | set(own)):

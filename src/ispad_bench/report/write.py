@@ -25,10 +25,9 @@ def inputs_digest(runs_dir: Path) -> str:
     and the report's own code and reference tables."""
     h = hashlib.sha256()
     runs_dir = Path(runs_dir)
-    for name in READ:
-        for path in sorted(runs_dir.rglob(name)):
-            st = path.stat()
-            h.update(f"{path.relative_to(runs_dir)}|{st.st_size}|{st.st_mtime_ns};".encode())
+    for path in sorted(p for p in runs_dir.rglob("*") if p.name in READ):  # one walk of the sweep folder
+        st = path.stat()
+        h.update(f"{path.relative_to(runs_dir)}|{st.st_size}|{st.st_mtime_ns};".encode())
     package = Path(__file__).resolve().parents[1]
     for path in sorted([*(package / "report").glob("*.py"), *(package / "reference").glob("*"), package / "paper.py"]):
         if path.is_file():

@@ -311,7 +311,6 @@ class DevicesExecutor:
                         errors.append(err)
                         cond.notify_all()
                         return
-                retry = None
                 try:
                     rc = self.launch(attempt.spec_path, attempt.log_path, {"CUDA_VISIBLE_DEVICES": device}, self.timeout)
                     with cond:

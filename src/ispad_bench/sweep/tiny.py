@@ -107,7 +107,7 @@ def for_others(profile, methods: tuple[str, ...]):
         return profile, methods
     entries, names = dict(profile.methods), []
     for name in methods:
-        if name in entries or name in PAPER_METHODS or blocked(name) or not _is_model(catalog, name):
+        if name in entries or name in PAPER_METHODS or not _is_model(catalog, name) or blocked(name):
             names.append(name)  # blocked: the weights check says what is missing
             continue
         method, overrides = tiny(name)
